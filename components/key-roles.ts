@@ -1,0 +1,74 @@
+// The key roles of a tenant repository: the one place that says which key may do what.
+// Every authorized_keys line on a storage box (real or the local drill's) is rendered here.
+import { matchesPattern } from "../config/patterns";
+
+export interface KeyRole {
+  /** Where the private key lives. */
+  readonly holder: string;
+  /** borg serve --append-only: deletions are only recorded, never made permanent. */
+  readonly appendOnly: boolean;
+}
+
+export const keyRoles = {
+  push: { holder: "the tenant's agent host", appendOnly: true },
+  drill: { holder: "the drill stack (restore boxes)", appendOnly: true },
+  maintenance: { holder: "the control vault and the maintenance CI job", appendOnly: false },
+} as const satisfies Record<string, KeyRole>;
+
+export type KeyRoleName = keyof typeof keyRoles;
+export const keyRoleNames = Object.keys(keyRoles) as KeyRoleName[];
+
+export interface KeyLineArgs {
+  role: KeyRoleName;
+  /** OpenSSH public key, "ssh-ed25519 AAAA..." (a trailing comment or newline is dropped). */
+  publicKey: string;
+  /** Server-side borg command: "borg-1.4" on the Storage Box, "borg" in local tests. */
+  borgCommand: string;
+  /** Absolute path of the repository as the storage box's sshd sees it. */
+  repoPath: string;
+  /** Comment written after the key, e.g. "push@acme". */
+  comment: string;
+}
+
+/** The forced command for one role, exactly as it appears inside command="...". */
+export function forcedCommand(role: KeyRoleName, borgCommand: string, repoPath: string): string {
+  const serve = [borgCommand, "serve"];
+  if (keyRoles[role].appendOnly) serve.push("--append-only");
+  serve.push("--restrict-to-repository", repoPath);
+  return serve.join(" ");
+}
+
+/**
+ * One authorized_keys line: the key forced to `borg serve` on one repository, with `restrict`
+ * (no pty, no forwarding, no agent, no X11, no user rc). Every value is checked against a strict
+ * pattern and refused (never escaped) when it does not match.
+ */
+export function renderKeyLine(args: KeyLineArgs): string {
+  const [type, blob] = args.publicKey.trim().split(/\s+/);
+  const key = `${type} ${blob}`;
+  const checks: [string, boolean][] = [
+    [`role ${args.role}`, args.role in keyRoles],
+    [`public key for ${args.role}`, matchesPattern("ssh_pubkey", key)],
+    [`borg command ${JSON.stringify(args.borgCommand)}`, matchesPattern("borg_command", args.borgCommand)],
+    [`repository path ${JSON.stringify(args.repoPath)}`, matchesPattern("abs_path", args.repoPath)],
+    [`key comment ${JSON.stringify(args.comment)}`, /^[A-Za-z0-9._@-]{1,64}$/.test(args.comment)],
+  ];
+  const bad = checks.filter(([, ok]) => !ok).map(([what]) => what);
+  if (bad.length > 0) throw new Error(`refusing to render an authorized_keys line: invalid ${bad.join(", ")}`);
+  return `command="${forcedCommand(args.role, args.borgCommand, args.repoPath)}",restrict ${key} ${args.comment}`;
+}
+
+/** The whole authorized_keys file of one tenant: one line per role, in role order. */
+export function renderAuthorizedKeys(
+  tenant: string,
+  publicKeys: Record<KeyRoleName, string>,
+  borgCommand: string,
+  repoPath: string,
+): string {
+  if (!matchesPattern("tenant", tenant)) throw new Error(`refusing tenant name ${JSON.stringify(tenant)}`);
+  return (
+    keyRoleNames
+      .map((role) => renderKeyLine({ role, publicKey: publicKeys[role], borgCommand, repoPath, comment: `${role}@${tenant}` }))
+      .join("\n") + "\n"
+  );
+}
