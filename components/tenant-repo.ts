@@ -1,0 +1,170 @@
+// One tenant's repository on the Storage Box: a sub-account with its own home, the three role keys,
+// the borg passphrase, and the sub-account's authorized_keys written through the main account.
+import * as command from "@pulumi/command";
+import * as hcloud from "@pulumi/hcloud";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import * as tls from "@pulumi/tls";
+import { matchesPattern } from "../config/patterns";
+import { KeyRoleName, keyRoleNames, renderAuthorizedKeys } from "./key-roles";
+import { renderKnownHosts } from "./storage-box";
+
+export interface TenantRepoArgs {
+  /** Tenant name (strict pattern); names the sub-account, its home and the key comments. */
+  tenant: string;
+  /** The Storage Box's numeric id. */
+  boxId: pulumi.Input<number>;
+  /** The main account's server and user: the authorized_keys file is written through them. */
+  boxServer: pulumi.Input<string>;
+  boxUser: pulumi.Input<string>;
+  /** known_hosts for the main account's server. */
+  boxKnownHosts: pulumi.Input<string>;
+  /** The main account's private key (secret). */
+  adminPrivateKey: pulumi.Input<string>;
+  /** SSH port of the box's borg service (23). */
+  port: number;
+  /** The box's host keys, pinned in the tenant's known_hosts. */
+  hostKeys: readonly string[];
+  /** Server-side borg command in the forced commands ("borg-1.4"). */
+  remoteBorg: string;
+  /** Absolute repository path as the sub-account's sshd sees it (--restrict-to-repository). */
+  repoPathOnBox: string;
+  /** Repository directory inside the sub-account's home ("borg"). */
+  repoDirName: string;
+}
+
+/**
+ * The sub-account's home, relative to the box's root. Every tenant's home is a sibling under
+ * tenants/, never inside another's: a nested home would expose one tenant's repo to another.
+ */
+export function subaccountHome(tenant: string): string {
+  if (!matchesPattern("tenant", tenant)) throw new Error(`refusing tenant name ${JSON.stringify(tenant)}`);
+  return `tenants/${tenant}`;
+}
+
+/** The borg repository URL of a sub-account, in the Storage Box's home-relative form. */
+export function repoUrl(user: string, host: string, port: number, repoDirName: string): string {
+  const url = `ssh://${user}@${host}:${port}/./${repoDirName}`;
+  const ok = matchesPattern("unix_user", user) && matchesPattern("hostname", host) && matchesPattern("rel_path", repoDirName);
+  if (!ok) throw new Error(`refusing repository URL ${JSON.stringify(url)}`);
+  return url;
+}
+
+/**
+ * The bash run on the machine running Pulumi that writes `<home>/.ssh/authorized_keys` over SFTP
+ * as the box's main account. Inputs come from the environment (validated before) and the main
+ * account's private key on stdin, so no secret is on a command line or in the logs.
+ */
+export const writeAuthorizedKeysScript = `set -euo pipefail
+umask 077
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cat >"$work/key"
+printf '%s' "$AUTHORIZED_KEYS" >"$work/authorized_keys"
+printf '%s' "$KNOWN_HOSTS" >"$work/known_hosts"
+sftp -q -b - -P "$BOX_PORT" -i "$work/key" -o IdentitiesOnly=yes -o BatchMode=yes \\
+  -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$work/known_hosts" -o ConnectTimeout=30 \\
+  "$BOX_USER@$BOX_HOST" <<SFTP
+-mkdir $HOME_DIR
+-mkdir $HOME_DIR/.ssh
+chmod 700 $HOME_DIR/.ssh
+put $work/authorized_keys $HOME_DIR/.ssh/authorized_keys
+chmod 600 $HOME_DIR/.ssh/authorized_keys
+SFTP
+echo "authorized_keys written to $HOME_DIR/.ssh on $BOX_HOST"
+`;
+
+/** The environment of writeAuthorizedKeysScript, every value checked against a strict pattern. */
+export function writeAuthorizedKeysEnv(a: { boxUser: string; boxHost: string; port: number; homeDir: string; authorizedKeys: string; knownHosts: string }): Record<string, string> {
+  const checks: [string, boolean][] = [
+    ["box user", matchesPattern("unix_user", a.boxUser)],
+    ["box host", matchesPattern("hostname", a.boxHost)],
+    ["port", matchesPattern("port", String(a.port)) && a.port <= 65535],
+    ["home directory", matchesPattern("rel_path", a.homeDir)],
+  ];
+  const bad = checks.filter(([, ok]) => !ok).map(([what]) => what);
+  if (bad.length > 0) throw new Error(`refusing to write authorized_keys: invalid ${bad.join(", ")}`);
+  return { BOX_USER: a.boxUser, BOX_HOST: a.boxHost, BOX_PORT: String(a.port), HOME_DIR: a.homeDir, AUTHORIZED_KEYS: a.authorizedKeys, KNOWN_HOSTS: a.knownHosts };
+}
+
+export class TenantRepo extends pulumi.ComponentResource {
+  readonly repoUrl: pulumi.Output<string>;
+  readonly subaccountUser: pulumi.Output<string>;
+  /** The sub-account's server (uNNNN-subN.your-storagebox.de). */
+  readonly storageHost: pulumi.Output<string>;
+  /** known_hosts pinning the box's host keys for storageHost. */
+  readonly knownHosts: pulumi.Output<string>;
+  readonly authorizedKeys: pulumi.Output<string>;
+  readonly keyFingerprints: pulumi.Output<Record<KeyRoleName, string>>;
+  /** Private keys per role (secret). */
+  readonly privateKeys: Record<KeyRoleName, pulumi.Output<string>>;
+  /** The borg passphrase (secret). */
+  readonly passphrase: pulumi.Output<string>;
+
+  constructor(name: string, args: TenantRepoArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("agent-backups:storage:TenantRepo", name, {}, opts);
+    const homeDir = subaccountHome(args.tenant);
+
+    const keys = Object.fromEntries(
+      keyRoleNames.map((role) => [role, new tls.PrivateKey(`${name}-${role}-key`, { algorithm: "ED25519" }, { parent: this })]),
+    ) as Record<KeyRoleName, tls.PrivateKey>;
+    // Losing the passphrase loses the repository: never let a diff replace it.
+    const passphrase = new random.RandomPassword(`${name}-passphrase`, { length: 48, special: false }, { parent: this, protect: true });
+    // The sub-account's password is never used (keys only) but the API requires one.
+    const password = new random.RandomPassword(
+      `${name}-password`,
+      { length: 32, minUpper: 2, minLower: 2, minNumeric: 2, minSpecial: 2, overrideSpecial: "-_.+=" },
+      { parent: this },
+    );
+
+    const sub = new hcloud.StorageBoxSubaccount(
+      name,
+      {
+        storageBoxId: args.boxId,
+        name: args.tenant,
+        description: `agent-backups tenant ${args.tenant}`,
+        homeDirectory: homeDir,
+        password: password.result,
+        accessSettings: { sshEnabled: true, reachableExternally: true, readonly: false, sambaEnabled: false, webdavEnabled: false },
+        labels: { "managed-by": "pulumi", tenant: args.tenant },
+      },
+      { parent: this, protect: true, retainOnDelete: true, additionalSecretOutputs: ["password"] },
+    );
+
+    const publicKeys = pulumi
+      .all(keyRoleNames.map((role) => keys[role].publicKeyOpenssh))
+      .apply((pks) => Object.fromEntries(keyRoleNames.map((role, i) => [role, pks[i] as string])) as Record<KeyRoleName, string>);
+    this.authorizedKeys = publicKeys.apply((pks) => renderAuthorizedKeys(args.tenant, pks, args.remoteBorg, args.repoPathOnBox));
+
+    const env = pulumi
+      .all([args.boxUser, args.boxServer, this.authorizedKeys, args.boxKnownHosts])
+      .apply(([boxUser, boxHost, authorizedKeys, knownHosts]) => writeAuthorizedKeysEnv({ boxUser, boxHost, port: args.port, homeDir, authorizedKeys, knownHosts }));
+    new command.local.Command(
+      `${name}-authorized-keys`,
+      {
+        interpreter: ["/bin/bash", "-c"],
+        create: writeAuthorizedKeysScript,
+        environment: env,
+        stdin: pulumi.secret(args.adminPrivateKey),
+        logging: "stdoutAndStderr",
+      },
+      { parent: this, dependsOn: [sub], additionalSecretOutputs: ["stdin"] },
+    );
+
+    this.subaccountUser = sub.username;
+    this.storageHost = sub.server;
+    this.repoUrl = pulumi.all([sub.username, sub.server]).apply(([u, h]) => repoUrl(u, h, args.port, args.repoDirName));
+    this.knownHosts = sub.server.apply((h) => renderKnownHosts(h, args.port, args.hostKeys));
+    this.keyFingerprints = pulumi
+      .all(keyRoleNames.map((role) => keys[role].publicKeyFingerprintSha256))
+      .apply((fps) => Object.fromEntries(keyRoleNames.map((role, i) => [role, fps[i] as string])) as Record<KeyRoleName, string>);
+    this.privateKeys = Object.fromEntries(keyRoleNames.map((role) => [role, pulumi.secret(keys[role].privateKeyOpenssh)])) as Record<KeyRoleName, pulumi.Output<string>>;
+    this.passphrase = pulumi.secret(passphrase.result);
+    this.registerOutputs({
+      repoUrl: this.repoUrl,
+      subaccountUser: this.subaccountUser,
+      storageHost: this.storageHost,
+      keyFingerprints: this.keyFingerprints,
+    });
+  }
+}
