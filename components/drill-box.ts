@@ -1,0 +1,333 @@
+// A disposable restore box on EC2 and the drill run on it: the cloud twin of the local drill. The
+// box runs scripts/agent-drill from the same files, with the command line built by drillCommand,
+// and it powers itself off (and is terminated) when its time to live runs out.
+import * as aws from "@pulumi/aws";
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import * as tls from "@pulumi/tls";
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+import { stringify } from "yaml";
+import { drillCommand } from "./drill-command";
+import { DrillReport, parseDrillReport } from "./drill-report";
+import { hostFiles, remoteSourceDir, scriptsDir } from "./host-install-plan";
+
+/** The AWS account that publishes the official Debian images (wiki.debian.org/Cloud/AmazonEC2Image). */
+export const debianImageOwner = "136693071363";
+/** The login user of the official Debian images. */
+export const drillBoxUser = "admin";
+/** What agent-drill needs on the box besides the scripts. */
+export const drillBoxPackages = ["borgbackup", "sqlite3", "jq"] as const;
+
+/** Fixed paths on the box. The secrets directory is root-only; nothing here comes from input. */
+export const drillBoxPaths = {
+  secretsDir: "/etc/agent-drill",
+  sshKey: "/etc/agent-drill/ssh_key",
+  passphrase: "/etc/agent-drill/passphrase",
+  knownHosts: "/etc/agent-drill/known_hosts",
+  report: "/var/lib/agent-drill/report.json",
+  /** HERMES_HOME for the upstream installer, so the restore target stays empty until the restore. */
+  installerHome: "/var/lib/agent-drill/installer-home",
+  /** Where the login user receives the copied scripts before they are installed as root. */
+  staging: `/home/${drillBoxUser}/agent-backup-source`,
+  /** agent-drill as copied from this repository (the host install plan's layout). */
+  program: `${remoteSourceDir}/agent-drill`,
+} as const;
+
+/** The systemd unit that powers the box off when its time to live runs out. */
+export const expiryUnit = "agent-drill-expiry";
+
+/** Bounds for every wait on the box (seconds): boot, apt, the upstream agent installer. */
+const waits = { boot: 900, apt: 900, agentInstall: 1800 } as const;
+
+/** The newest official Debian 12 image for an architecture, looked up (never hard-coded). */
+export function newestDebian12Image(architecture: "x86_64" | "arm64", opts?: pulumi.InvokeOptions): pulumi.Output<string> {
+  const arch = architecture === "arm64" ? "arm64" : "amd64";
+  return aws.ec2
+    .getAmiOutput(
+      {
+        owners: [debianImageOwner],
+        mostRecent: true,
+        filters: [
+          { name: "name", values: [`debian-12-${arch}-*`] },
+          { name: "architecture", values: [architecture] },
+          { name: "virtualization-type", values: ["hvm"] },
+          { name: "root-device-type", values: ["ebs"] },
+        ],
+      },
+      opts,
+    )
+    .apply((image) => image.id);
+}
+
+/**
+ * cloud-init user data: pins the box's SSH host key (so Pulumi can verify it is talking to this box
+ * before it sends the drill key) and schedules the poweroff at the time to live. bootcmd runs early
+ * in every boot; systemd-run needs no D-Bus, only PID 1.
+ */
+export function renderUserData(hostPrivateKey: string, hostPublicKey: string, ttlHours: number): string {
+  const body = {
+    ssh_deletekeys: true,
+    ssh_keys: { ed25519_private: hostPrivateKey, ed25519_public: hostPublicKey.trim() },
+    bootcmd: [
+      ["systemd-run", `--unit=${expiryUnit}`, `--on-boot=${ttlHours * 60}min`,
+        "--description=agent-drill: time to live ran out", "/usr/bin/systemctl", "poweroff"],
+    ],
+  };
+  return `#cloud-config\n${stringify(body)}`;
+}
+
+/** sha256 over the copied files and their modes: re-installs and re-runs the drill when one changes. */
+export function scriptsContentHash(sourceDir: string): string {
+  const hash = crypto.createHash("sha256");
+  for (const { rel, executable } of hostFiles) {
+    const file = path.join(sourceDir, rel);
+    if (!fs.existsSync(file)) throw new Error(`drill box: missing ${file}: the drill copies every file of the host install plan`);
+    hash.update(`${rel}\0${executable ? "0755" : "0644"}\0`).update(fs.readFileSync(file));
+  }
+  return hash.digest("hex");
+}
+
+/** The script that moves the copied files into place as root, with the host install plan's modes. */
+export function installScriptsCommand(): string {
+  const dirs = [...new Set(hostFiles.map(({ rel }) => path.posix.dirname(`${remoteSourceDir}/${rel}`)))];
+  const lines = ["set -eu", `sudo install -d -m 0755 ${dirs.join(" ")}`];
+  for (const { rel, executable } of hostFiles) {
+    lines.push(`sudo install -m ${executable ? "0755" : "0644"} ${drillBoxPaths.staging}/${rel} ${remoteSourceDir}/${rel}`);
+  }
+  return lines.join("\n");
+}
+
+/** Writes stdin to one root-only file; the secret never appears on a command line. */
+function writeRootOnlyFile(file: string): string {
+  return `set -eu\nsudo install -d -m 0700 -o root -g root ${drillBoxPaths.secretsDir}\nsudo sh -c 'umask 077 && cat > ${file}'`;
+}
+
+/**
+ * Runs the drill line as root. agent-drill's own stdout goes to stderr, and the report file, once
+ * written, is the command's only stdout: a report is kept even when the drill is unhealthy, and the
+ * verdict is taken from it. No report at all means the drill could not run: the command fails.
+ */
+export function runDrillScript(drillLine: string): string {
+  return [
+    `sudo rm -f ${drillBoxPaths.report}`,
+    "rc=0",
+    `sudo ${drillLine} >&2 || rc=$?`,
+    `if ! sudo test -s ${drillBoxPaths.report}; then`,
+    `  echo "agent-drill exited $rc and wrote no report" >&2`,
+    '  [ "$rc" -ne 0 ] || rc=1',
+    '  exit "$rc"',
+    "fi",
+    `sudo cat ${drillBoxPaths.report}`,
+  ].join("\n");
+}
+
+/**
+ * Writes the report where `pulumi up` runs (CI uploads it), then fails the update when the drill
+ * is not healthy. The report was validated by its schema, so check names are shell-safe.
+ */
+export function reportVerdictScript(report: DrillReport): string {
+  const lines = ["set -eu", "umask 077", 'mkdir -p "$(dirname "$DRILL_REPORT_FILE")"', 'cat > "$DRILL_REPORT_FILE"'];
+  if (!report.healthy) {
+    const failed = report.checks.filter((c) => !c.ok).map((c) => c.name).join(", ");
+    lines.push(`echo 'drill of ${report.tenant} (${report.archive}) is not healthy; failed checks: ${failed}' >&2`,
+      'echo "report: $DRILL_REPORT_FILE" >&2', "exit 1");
+  }
+  return lines.join("\n");
+}
+
+/** The tenant's repository, as the prod stack's `tenants` output describes it (plain values). */
+export interface DrillRepoAccess {
+  repoUrl: string;
+  remoteBorg: string;
+  storagePort: number;
+  /** known_hosts lines of the storage host. */
+  knownHosts: string;
+}
+
+export interface DrillBoxArgs {
+  /** The tenant whose archive is restored; names the box and its tags. */
+  tenant: string;
+  /** The tenant's repository (from the prod stack's `tenants` output). */
+  repo: pulumi.Input<DrillRepoAccess>;
+  /** OpenSSH private key of the tenant's drill role (secret). */
+  drillPrivateKey: pulumi.Input<string>;
+  /** The repository passphrase (secret). */
+  passphrase: pulumi.Input<string>;
+  /** Archive name, or "latest". */
+  archive: string;
+  /** The image to boot (normally newestDebian12Image). */
+  imageId: pulumi.Input<string>;
+  instanceType: string;
+  /** The only IPv4 CIDR allowed to reach the box over SSH. */
+  sshCidr: string;
+  /** Hours from boot until the box powers itself off, which terminates it. */
+  ttlHours: number;
+  /** When the drill was started: the expiry tag says createdAt + ttlHours. */
+  createdAt: Date;
+  /** Size of the encrypted root volume. */
+  rootVolumeGiB: number;
+  /** Where the home is restored on the box. */
+  target: string;
+  /** The agent's health command; when set, the agent is first reinstalled from agentInstallUrl. */
+  agentCheck?: string;
+  /** The agent's upstream installer (used only with agentCheck). */
+  agentInstallUrl: string;
+  /** Where the report is written on the machine running `pulumi up`. */
+  reportFile: string;
+  /** The local scripts/ tree to copy; this repository's unless a test says otherwise. */
+  sourceDir?: string;
+}
+
+/** A disposable EC2 restore box that runs one drill for one tenant and reports on it. */
+export class DrillBox extends pulumi.ComponentResource {
+  public readonly instanceId: pulumi.Output<string>;
+  public readonly publicIp: pulumi.Output<string>;
+  /** ISO time after which the box is gone (createdAt + ttlHours). */
+  public readonly expiresAt: string;
+  /** The exact agent-drill command line run as root on the box. */
+  public readonly drillCommandLine: pulumi.Output<string>;
+  /** The drill report, validated by the drill-report schema. */
+  public readonly report: pulumi.Output<DrillReport>;
+  /** The box's SSH login key, to debug a failed drill by hand (secret). */
+  public readonly loginPrivateKey: pulumi.Output<string>;
+  /** The box's pinned SSH host key, for a known_hosts line. */
+  public readonly hostPublicKey: pulumi.Output<string>;
+
+  constructor(name: string, args: DrillBoxArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("agent-backups:drill:DrillBox", name, {}, opts);
+    const parent = { parent: this };
+    const sourceDir = args.sourceDir ?? scriptsDir;
+    const contentHash = scriptsContentHash(sourceDir);
+    this.expiresAt = new Date(args.createdAt.getTime() + args.ttlHours * 3600_000).toISOString();
+    const tags = { Name: `agent-drill-${args.tenant}`, tenant: args.tenant, drill: name, expiry: this.expiresAt };
+
+    // --- the box -------------------------------------------------------------------------------
+    const loginKey = new tls.PrivateKey(`${name}-login`, { algorithm: "ED25519" }, parent);
+    const hostKey = new tls.PrivateKey(`${name}-host`, { algorithm: "ED25519" }, parent);
+    const keyPair = new aws.ec2.KeyPair(`${name}-login`, { publicKey: loginKey.publicKeyOpenssh, tags }, parent);
+    const storagePort = pulumi.output(args.repo).apply((r) => r.storagePort);
+    const securityGroup = new aws.ec2.SecurityGroup(`${name}-ssh`, {
+      description: `agent-drill ${args.tenant}: SSH from ${args.sshCidr} only`,
+      ingress: [{ description: "SSH from the drill operator", protocol: "tcp", fromPort: 22, toPort: 22, cidrBlocks: [args.sshCidr] }],
+      // Out: apt and the upstream agent over HTTP(S), and the storage box. The VPC resolver is not
+      // subject to security groups.
+      egress: [
+        { description: "HTTP (apt)", protocol: "tcp", fromPort: 80, toPort: 80, cidrBlocks: ["0.0.0.0/0"] },
+        { description: "HTTPS (apt, agent installer)", protocol: "tcp", fromPort: 443, toPort: 443, cidrBlocks: ["0.0.0.0/0"] },
+        { description: "borg over SSH to the storage box", protocol: "tcp", fromPort: storagePort, toPort: storagePort, cidrBlocks: ["0.0.0.0/0"] },
+      ],
+      tags,
+    }, parent);
+    const userData = pulumi
+      .all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh])
+      .apply(([priv, pub]) => renderUserData(priv, pub, args.ttlHours));
+    const instance = new aws.ec2.Instance(`${name}-box`, {
+      ami: args.imageId,
+      instanceType: args.instanceType,
+      keyName: keyPair.keyName,
+      vpcSecurityGroupIds: [securityGroup.id],
+      associatePublicIpAddress: true,
+      // A poweroff from inside (the time to live) terminates the box: nothing is left running.
+      instanceInitiatedShutdownBehavior: "terminate",
+      metadataOptions: { httpEndpoint: "enabled", httpTokens: "required", httpPutResponseHopLimit: 1 },
+      rootBlockDevice: { encrypted: true, volumeType: "gp3", volumeSize: args.rootVolumeGiB, deleteOnTermination: true, tags },
+      userData: pulumi.secret(userData),
+      userDataReplaceOnChange: true,
+      tags,
+    }, {
+      ...parent,
+      // The expiry is fixed when the box is created; a later `up` must not rewrite it.
+      ignoreChanges: ["tags.expiry", "rootBlockDevice.tags.expiry"],
+    });
+
+    const connection: command.types.input.remote.ConnectionArgs = {
+      host: instance.publicIp,
+      user: drillBoxUser,
+      privateKey: loginKey.privateKeyOpenssh,
+      hostKey: hostKey.publicKeyOpenssh.apply((k) => k.trim()),
+      // The box takes a minute or two to boot: 40 dials of at most 15 s each.
+      dialErrorLimit: 40,
+      perDialTimeout: 15,
+    };
+    const onBox = (step: string, create: pulumi.Input<string>, extra: Partial<command.remote.CommandArgs>, dependsOn: pulumi.Resource[]) =>
+      new command.remote.Command(`${name}-${step}`, { connection, create, ...extra }, { ...parent, dependsOn });
+
+    // --- prepare the box -----------------------------------------------------------------------
+    const booted = onBox("boot", [
+      "rc=0",
+      `sudo timeout ${waits.boot} cloud-init status --wait >/dev/null || rc=$?`,
+      // 2: finished with recoverable errors (e.g. deprecated keys), which the drill can live with.
+      'if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; then echo "cloud-init did not finish (exit $rc)" >&2; exit 1; fi',
+      `systemctl is-active --quiet ${expiryUnit}.timer || { echo "the time-to-live timer is not armed" >&2; exit 1; }`,
+    ].join("\n"), {}, [instance]);
+    const packages = onBox("packages", [
+      "set -eu",
+      `sudo timeout ${waits.apt} apt-get -q update`,
+      `sudo env DEBIAN_FRONTEND=noninteractive timeout ${waits.apt} apt-get -q install -y --no-install-recommends ${drillBoxPackages.join(" ")}`,
+    ].join("\n"), {}, [booted]);
+    const copies = hostFiles.map(({ rel }) =>
+      new command.remote.CopyToRemote(`${name}-copy-${rel.replace(/[^A-Za-z0-9]+/g, "-")}`, {
+        connection,
+        source: new pulumi.asset.FileAsset(path.join(sourceDir, rel)),
+        remotePath: `${drillBoxPaths.staging}/${rel}`,
+        triggers: [contentHash],
+      }, { ...parent, dependsOn: [booted] }));
+    const scripts = onBox("scripts", installScriptsCommand(), { triggers: [contentHash] }, copies);
+
+    const repo = pulumi.output(args.repo);
+    const withNewline = (s: string) => (s.endsWith("\n") ? s : `${s}\n`);
+    const secretFiles: [string, string, pulumi.Input<string>][] = [
+      ["drill-key", drillBoxPaths.sshKey, pulumi.secret(pulumi.output(args.drillPrivateKey).apply(withNewline))],
+      ["passphrase", drillBoxPaths.passphrase, pulumi.secret(args.passphrase)],
+      ["known-hosts", drillBoxPaths.knownHosts, repo.apply((r) => withNewline(r.knownHosts))],
+    ];
+    const secrets = secretFiles.map(([step, file, content]) =>
+      onBox(step, writeRootOnlyFile(file), { stdin: content, logging: "none" }, [booted]));
+
+    const agentInstall = args.agentCheck === undefined ? [] : [onBox("agent-install", [
+      "set -eu",
+      "set -o pipefail",
+      `sudo install -d -m 0700 ${drillBoxPaths.installerHome}`,
+      `curl -fsSL --max-time 120 ${args.agentInstallUrl} | sudo env HERMES_HOME=${drillBoxPaths.installerHome} timeout ${waits.agentInstall} bash -s -- --skip-setup --non-interactive`,
+    ].join("\n"), {}, [packages])];
+
+    // --- the drill -----------------------------------------------------------------------------
+    this.drillCommandLine = repo.apply((r) => drillCommand({
+      program: drillBoxPaths.program,
+      repoUrl: r.repoUrl,
+      sshKeyFile: drillBoxPaths.sshKey,
+      knownHostsFile: drillBoxPaths.knownHosts,
+      passphraseFile: drillBoxPaths.passphrase,
+      remoteBorg: r.remoteBorg,
+      tenant: args.tenant,
+      archive: args.archive,
+      target: args.target,
+      ...(args.agentCheck === undefined ? {} : { agentCheck: args.agentCheck }),
+      reportFile: drillBoxPaths.report,
+    }));
+    const drill = onBox("drill", this.drillCommandLine.apply(runDrillScript), { triggers: [contentHash] },
+      [packages, scripts, ...secrets, ...agentInstall]);
+    this.report = drill.stdout.apply(parseDrillReport);
+    new command.local.Command(`${name}-verdict`, {
+      create: this.report.apply(reportVerdictScript),
+      stdin: this.report.apply((r) => `${JSON.stringify(r, null, 2)}\n`),
+      environment: { DRILL_REPORT_FILE: args.reportFile },
+    }, parent);
+
+    this.instanceId = instance.id;
+    this.publicIp = instance.publicIp;
+    this.loginPrivateKey = pulumi.secret(loginKey.privateKeyOpenssh);
+    this.hostPublicKey = hostKey.publicKeyOpenssh;
+    this.registerOutputs({
+      instanceId: this.instanceId,
+      publicIp: this.publicIp,
+      expiresAt: this.expiresAt,
+      drillCommandLine: this.drillCommandLine,
+      report: this.report,
+      loginPrivateKey: this.loginPrivateKey,
+      hostPublicKey: this.hostPublicKey,
+    });
+  }
+}

@@ -1,0 +1,80 @@
+// The drill stack: restore one tenant's archive on a disposable EC2 box and prove it healthy.
+// Reads the tenant's repository and drill access from the prod stack; `pulumi destroy` removes the
+// box and everything it needed.
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import { DrillConfig, loadDrillConfig } from "../config/drill";
+import { DrillBox, DrillRepoAccess, newestDebian12Image } from "../components/drill-box";
+
+/** One tenant of the prod stack's `tenants` output (plain). */
+interface ProdTenant extends DrillRepoAccess {
+  subaccountUser: string;
+  storageHost: string;
+  keyFingerprints: Record<string, string>;
+}
+
+/** One tenant of the prod stack's `drillAccess` output (secret). */
+interface ProdDrillAccess {
+  drillPrivateKey: string;
+  passphrase: string;
+}
+
+/** Picks the tenant out of a prod output, or says which tenants the prod stack has. */
+function pick<T>(all: Record<string, T> | undefined, tenant: string, output: string, prodStack: string): T {
+  const entry = all?.[tenant];
+  if (entry === undefined) {
+    const known = Object.keys(all ?? {}).sort().join(", ") || "none";
+    throw new Error(`tenant ${JSON.stringify(tenant)} is not in output ${output} of ${prodStack} (tenants there: ${known})`);
+  }
+  return entry;
+}
+
+/** The drill stack's resources and outputs for a validated config. */
+export function drillResources(config: DrillConfig, createdAt: Date = new Date()) {
+  const prod = new pulumi.StackReference("prod", { name: config.prodStack });
+  const tenant = prod.requireOutput("tenants").apply((all) =>
+    pick(all as Record<string, ProdTenant> | undefined, config.tenant, "tenants", config.prodStack));
+  // requireOutput keeps drillAccess secret; pulumi.secret says so again in case the prod stack did not.
+  const access = pulumi.secret(prod.requireOutput("drillAccess").apply((all) =>
+    pick(all as Record<string, ProdDrillAccess> | undefined, config.tenant, "drillAccess", config.prodStack)));
+
+  const provider = new aws.Provider("drill-region", { region: config.region as aws.Region });
+  const imageId = config.imageId ?? newestDebian12Image(config.architecture, { provider });
+  const box = new DrillBox(`drill-${config.tenant}`, {
+    tenant: config.tenant,
+    repo: tenant.apply((t) => ({ repoUrl: t.repoUrl, remoteBorg: t.remoteBorg, storagePort: t.storagePort, knownHosts: t.knownHosts })),
+    drillPrivateKey: access.apply((a) => a.drillPrivateKey),
+    passphrase: access.apply((a) => a.passphrase),
+    archive: config.archive,
+    imageId,
+    instanceType: config.instanceType,
+    sshCidr: config.sshCidr,
+    ttlHours: config.ttlHours,
+    createdAt,
+    rootVolumeGiB: config.rootVolumeGiB,
+    target: config.target,
+    ...(config.agentCheck === undefined ? {} : { agentCheck: config.agentCheck }),
+    agentInstallUrl: config.agentInstallUrl,
+    reportFile: config.reportFile,
+  }, { providers: { aws: provider } });
+
+  return {
+    tenant: config.tenant,
+    report: box.report,
+    healthy: box.report.apply((r) => r.healthy),
+    instanceId: box.instanceId,
+    publicIp: box.publicIp,
+    imageId: pulumi.output(imageId),
+    expiresAt: box.expiresAt,
+    drillCommand: box.drillCommandLine,
+    boxLoginKey: box.loginPrivateKey,
+    boxHostKey: box.hostPublicKey,
+  };
+}
+
+/** Entry point for index.ts: the stack outputs of `pulumi up -s drill` (or drill-*). */
+export function drillStack() {
+  return drillResources(loadDrillConfig());
+}
+
+export default drillStack;
