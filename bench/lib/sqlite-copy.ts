@@ -4,9 +4,10 @@
 import { ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { killTree, measure, median, progress, run } from "./measure";
+import { killTree, measure, median, mustMeasure, progress, run } from "./measure";
 
 const WRITER = path.join(__dirname, "ledger_writer.py");
+const AGENT_WRITER = path.join(__dirname, "..", "..", "test", "fixtures", "agent-writer");
 /** Paths are spliced into SQL strings and shell commands: only plain ones. */
 const SAFE_PATH = /^[A-Za-z0-9_./-]+$/;
 
@@ -66,7 +67,8 @@ export interface SqliteCopyResult {
   writerCheckpointEvery: number;
   trialsPerMethod: number;
   timeoutSeconds: number;
-  dayCommits: number;
+  /** Messages the live writer added between the two nights (target: 1% of the store's). */
+  dayRows: number;
   methods: MethodResult[];
   /** Method that agent-backup uses (read from scripts/agent-backup), if it could be told. */
   chosenMethod: Method | null;
@@ -81,6 +83,25 @@ export interface SqliteCopyOptions {
   trials: number;
   writerRate: number;
   agentBackupScript: string;
+}
+
+function messageCount(db: string): number {
+  return Number(run(["sqlite3", db, ".timeout 10000", "SELECT count(*) FROM messages"]).trim());
+}
+
+/** Runs the project's live writer (test/fixtures/agent-writer) until `rows` messages landed. */
+async function addDay(db: string, rows: number): Promise<number> {
+  const start = messageCount(db);
+  for (let round = 0; round < 20 && messageCount(db) - start < rows; round++) {
+    const left = rows - (messageCount(db) - start);
+    const seconds = Math.max(1, Math.ceil(left / 200));
+    // The writer reaches about half its --rate here (it forks per commit): aim at twice what is left.
+    const rate = Math.min(1000, Math.max(1, Math.ceil((2 * left) / seconds)));
+    await mustMeasure(["bash", AGENT_WRITER, "--home", path.dirname(db), "--rate", String(rate), "--duration", String(seconds)]);
+  }
+  const added = messageCount(db) - start;
+  if (added < rows) throw new Error(`agent-writer added ${added} of ${rows} messages in 20 rounds`);
+  return added;
 }
 
 function commitsSoFar(db: string): number {
@@ -187,7 +208,8 @@ async function trialsAndNights(o: SqliteCopyOptions, live: string, copies: strin
   // Generous bound on the writer's life: every trial timing out, plus the night-to-night phase.
   const writerBound = METHODS.length * o.trials * (timeoutSeconds + 10) + 1200;
   const writer = await startWriter(live, o.writerRate, writerBound);
-  const dayCommits = Math.max(1000, Math.ceil((0.01 * dbBytes) / 500));
+  const dayRows = Math.max(20, Math.ceil(0.01 * messageCount(live)));
+  let dayRowsAdded = 0;
   let summary = { commits: 0, seconds: 0, rate: NaN };
   try {
     for (let t = 0; t < o.trials; t++) {
@@ -225,15 +247,15 @@ async function trialsAndNights(o: SqliteCopyOptions, live: string, copies: strin
       progress(`sqlite copy: trial ${t + 1}/${o.trials} done`);
     }
 
-    // Night to night: copy with each method, let a day of new messages (1% of the store's bytes,
-    // appended by the writer, ledger untouched) land, copy again, and ask borg what is new.
+    // Night to night: copy with each method, let a day of the agent's writes land (the project's
+    // live writer adding 1% of the messages, with their FTS rows), copy again, ask borg what is new.
     killTree(writer.child.pid, "SIGTERM");
     summary = await writer.done;
-    progress(`sqlite copy: night-to-night dedup (${dayCommits} commits between nights)`);
+    progress(`sqlite copy: night-to-night dedup (a day: ${dayRows} new messages between nights)`);
     const nights: Record<string, string[]> = {};
     for (const night of [1, 2]) {
       if (night === 2) {
-        run(["python3", WRITER, "--db", live, "--run", "--journal-only", "--rate", "0", "--max-commits", String(dayCommits), "--max-seconds", "600"]);
+        dayRowsAdded = await addDay(live, dayRows);
       }
       for (const m of METHODS) {
         if (results.get(m)!.r.abandoned) continue;
@@ -270,7 +292,7 @@ async function trialsAndNights(o: SqliteCopyOptions, live: string, copies: strin
     writerCheckpointEvery: 50,
     trialsPerMethod: o.trials,
     timeoutSeconds,
-    dayCommits,
+    dayRows: dayRowsAdded,
     methods: METHODS.map((m) => {
       const s = results.get(m)!;
       return { ...s.r, medianSeconds: median(s.secs), writerRateDuringCopy: median(s.rates), medianCopyBytes: median(s.bytes) };
