@@ -1,0 +1,148 @@
+// The sample agent home and the live writer (test/fixtures, bash) driven from tests, plus helpers
+// to run the host scripts and to fingerprint a home. Temporary directories made here are removed
+// by cleanupTemp() (call it in afterAll) and, as a last resort, when the process exits.
+import { spawn, spawnSync, type SpawnSyncReturns } from "node:child_process";
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { repoRoot, scriptsDir } from "./storage-box";
+
+export const fixturesDir = path.join(repoRoot, "test", "fixtures");
+
+const temps: string[] = [];
+process.once("exit", () => {
+  for (const d of temps) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** A fresh temporary directory (0700), removed by cleanupTemp(). */
+export function tempDir(prefix = "ab-test-"): string {
+  const d = fs.mkdtempSync(path.join("/tmp", prefix));
+  temps.push(d);
+  return d;
+}
+
+export function cleanupTemp(): void {
+  for (const d of temps.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+}
+
+export interface HomeOptions {
+  sessions?: number;
+  stateDbMb?: number;
+  deadWeightMb?: number;
+  profiles?: number;
+  seed?: number;
+}
+
+export interface AgentHome {
+  home: string;
+  /** Every planted secret value. */
+  canaries: string[];
+}
+
+/** Build a sample agent home with test/fixtures/make-agent-home. */
+export function makeAgentHome(home: string, opts: HomeOptions = {}): AgentHome {
+  const canariesFile = `${home}.canaries`;
+  const args = ["--home", home, "--canaries-out", canariesFile];
+  if (opts.sessions !== undefined) args.push("--sessions", String(opts.sessions));
+  if (opts.stateDbMb !== undefined) args.push("--state-db-mb", String(opts.stateDbMb));
+  if (opts.deadWeightMb !== undefined) args.push("--dead-weight-mb", String(opts.deadWeightMb));
+  if (opts.profiles !== undefined) args.push("--profiles", String(opts.profiles));
+  if (opts.seed !== undefined) args.push("--seed", String(opts.seed));
+  const r = spawnSync(path.join(fixturesDir, "make-agent-home"), args, { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`make-agent-home failed (${r.status}): ${r.stderr}`);
+  const canaries = fs.readFileSync(canariesFile, "utf8").split("\n").filter(Boolean);
+  fs.rmSync(canariesFile);
+  return { home, canaries };
+}
+
+export interface Writer {
+  pid: number;
+  /** Stop the writer (SIGTERM by PID) and wait until it has exited. */
+  stop(): Promise<void>;
+}
+
+/** Start test/fixtures/agent-writer on a home; resolves once it has committed its first rows. */
+export async function startWriter(home: string, opts: { rate?: number; duration?: number } = {}): Promise<Writer> {
+  const db = path.join(home, "state.db");
+  const before = countRows(db, "messages");
+  const child = spawn(
+    path.join(fixturesDir, "agent-writer"),
+    ["--home", home, "--rate", String(opts.rate ?? 50), "--duration", String(opts.duration ?? 300)],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let stderr = "";
+  child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  // Bounded: up to 200 polls of 50 ms for the first committed row.
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`agent-writer exited early: ${stderr}`);
+    if (countRows(db, "messages") > before) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  if (countRows(db, "messages") <= before) throw new Error("agent-writer committed nothing in 10 s");
+  return {
+    pid: child.pid ?? -1,
+    async stop() {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+      if (child.exitCode === null && child.signalCode === null) throw new Error("agent-writer did not stop");
+    },
+  };
+}
+
+/** sqlite3 one-shot query (read-only), returning trimmed stdout. */
+export function sql(db: string, query: string): string {
+  const r = spawnSync("sqlite3", ["-readonly", "-bail", "-cmd", ".timeout 10000", db, query], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`sqlite3 ${db}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+export function countRows(db: string, table: string): number {
+  return Number(sql(db, `SELECT count(*) FROM ${table}`));
+}
+
+/** Sessions whose message_count disagrees with their messages: 0 in any consistent copy. */
+export function tornSessions(db: string): number {
+  return Number(
+    sql(db, "SELECT count(*) FROM sessions s WHERE message_count != (SELECT count(*) FROM messages m WHERE m.session_id = s.id)"),
+  );
+}
+
+/** Run a host script from scripts/ with arguments; never throws. */
+export function runScript(
+  name: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  timeoutMs = 300_000,
+): SpawnSyncReturns<string> {
+  return spawnSync(path.join(scriptsDir, name), args, { env, encoding: "utf8", timeout: timeoutMs });
+}
+
+/**
+ * Path -> sha256 (files), "dir" or "link:<target>" for every entry below root, except SQLite's
+ * own -wal/-shm sidecars (a reader may create them; they are not the home's data).
+ */
+export function fingerprint(root: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (rel: string) => {
+    for (const name of fs.readdirSync(path.join(root, rel))) {
+      const r = rel ? `${rel}/${name}` : name;
+      const abs = path.join(root, r);
+      const st = fs.lstatSync(abs);
+      if (st.isSymbolicLink()) out.set(r, `link:${fs.readlinkSync(abs)}`);
+      else if (st.isDirectory()) {
+        out.set(r, "dir");
+        walk(r);
+      } else if (!/-(wal|shm)$/.test(name)) {
+        out.set(r, createHash("sha256").update(fs.readFileSync(abs)).digest("hex"));
+      }
+    }
+  };
+  walk("");
+  return out;
+}
+
+/** Every regular file below root, as paths relative to root. */
+export function listFiles(root: string): string[] {
+  return [...fingerprint(root).entries()].filter(([, v]) => v !== "dir" && !v.startsWith("link:")).map(([k]) => k);
+}
