@@ -16,6 +16,8 @@ export interface HostBackupArgs {
   pushPrivateKey: pulumi.Input<string>;
   passphrase: pulumi.Input<string>;
   knownHosts: pulumi.Input<string>;
+  /** The local scripts/ tree to install (default: this repository's); tests point it elsewhere. */
+  scriptsDir?: string;
 }
 
 /** Where agent-install writes the host config (docs/ARCHITECTURE.md). */
@@ -58,9 +60,9 @@ export class HostBackup extends pulumi.ComponentResource {
       perDialTimeout: 15,
     };
 
-    const layout = hostInstallPlan({ ...args.install, repoUrl: layoutRepoUrl });
+    const layout = hostInstallPlan({ ...args.install, repoUrl: layoutRepoUrl }, args.scriptsDir);
     const plan = pulumi.output(args.repoUrl).apply((repoUrl) => {
-      const p = hostInstallPlan({ ...args.install, repoUrl });
+      const p = hostInstallPlan({ ...args.install, repoUrl }, args.scriptsDir);
       const same = JSON.stringify(p.files) === JSON.stringify(layout.files) && p.remoteSourceDir === layout.remoteSourceDir;
       if (!same) throw new Error("host install plan: file layout depends on the repo URL; the copies below assume it does not");
       return p;

@@ -30,7 +30,12 @@ function byTenant<T>(names: string[], values: pulumi.Output<T>[]): pulumi.Output
   return pulumi.all(values).apply((vs) => Object.fromEntries(names.map((n, i) => [n, vs[i] as T])));
 }
 
-export function prodStack(config: ProdConfig = loadProdConfig()): ProdOutputs {
+export interface ProdStackOptions {
+  /** The scripts/ tree installed on hosts (default: this repository's). */
+  scriptsDir?: string;
+}
+
+export function prodStack(config: ProdConfig = loadProdConfig(), options: ProdStackOptions = {}): ProdOutputs {
   const { storage, vault } = config;
   const box = new StorageBox("backup-storage", {
     name: storage.name,
@@ -70,6 +75,7 @@ export function prodStack(config: ProdConfig = loadProdConfig()): ProdOutputs {
       pushPrivateKey: repo.privateKeys.push,
       passphrase: repo.passphrase,
       knownHosts: repo.knownHosts,
+      ...(options.scriptsDir === undefined ? {} : { scriptsDir: options.scriptsDir }),
     }, { dependsOn: [repo] });
     const vaultEntry = new ControlVault(`vault-${t.name}`, {
       namePrefix: vault.namePrefix,

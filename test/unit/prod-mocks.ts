@@ -1,0 +1,157 @@
+// Pulumi mocks for the prod stack's unit tests and benchmark: realistic provider outputs (real
+// ed25519 public keys, Storage Box users and servers), every resource's resolved inputs from the
+// mock and its options from a stack transformation, which runs in-process even under mocks.
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { hostFiles } from "../../components/host-install-plan";
+
+export interface Recorded {
+  type: string;
+  name: string;
+  /** Inputs as the engine would receive them (secrets wrapped, see isSecretValue). */
+  inputs: Record<string, any>;
+  /** Resource options as given (protect, retainOnDelete, ignoreChanges, parent, ...). */
+  opts: pulumi.CustomResourceOptions & pulumi.ComponentResourceOptions;
+  /** Type of the parent resource, or undefined for a root resource. */
+  parentType: string | undefined;
+  custom: boolean;
+  /** The mock provider's outputs for it. */
+  state: Record<string, any>;
+}
+
+/** Pulumi's marker of a secret value inside serialized inputs. */
+const secretSig = "4dabf18193072939515e22adb298388d";
+
+export function isSecretValue(v: unknown): boolean {
+  return typeof v === "object" && v !== null && (v as Record<string, unknown>)[secretSig] === "1b47061264138c4ac30d75fd1eb44270";
+}
+
+/** The plain value of a possibly secret-wrapped input. */
+export function plain<T = any>(v: unknown): T {
+  return (isSecretValue(v) ? (v as { value: unknown }).value : v) as T;
+}
+
+function sshString(b: Buffer): Buffer {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(b.length);
+  return Buffer.concat([len, b]);
+}
+
+/** A real ed25519 key pair in the formats @pulumi/tls outputs. */
+export function ed25519Key(): { publicKeyOpenssh: string; privateKeyOpenssh: string; publicKeyFingerprintSha256: string } {
+  const { publicKey } = crypto.generateKeyPairSync("ed25519");
+  const raw = publicKey.export({ format: "der", type: "spki" }).subarray(-32);
+  const blob = Buffer.concat([sshString(Buffer.from("ssh-ed25519")), sshString(raw)]);
+  const fingerprint = crypto.createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
+  return {
+    publicKeyOpenssh: `ssh-ed25519 ${blob.toString("base64")}\n`,
+    privateKeyOpenssh: `-----BEGIN OPENSSH PRIVATE KEY-----\n${crypto.randomBytes(96).toString("base64")}\n-----END OPENSSH PRIVATE KEY-----\n`,
+    publicKeyFingerprintSha256: `SHA256:${fingerprint}`,
+  };
+}
+
+export const mockBox = { id: "4242", username: "u4242", server: "u4242.your-storagebox.de" };
+export const mockKeyExport = "BORG_KEY 0123456789abcdef\nhqlhbGdvcml0aG2mc2hhMjU2\n";
+
+function mockState(type: string, name: string, inputs: Record<string, any>, counters: Map<string, number>): { id: string; state: Record<string, any> } {
+  const n = (counters.get(type) ?? 0) + 1;
+  counters.set(type, n);
+  switch (type) {
+    case "hcloud:index/storageBox:StorageBox":
+      return { id: mockBox.id, state: { ...inputs, username: mockBox.username, server: mockBox.server } };
+    case "hcloud:index/storageBoxSubaccount:StorageBoxSubaccount":
+      return { id: `${mockBox.id}/${n}`, state: { ...inputs, username: `${mockBox.username}-sub${n}`, server: `${mockBox.username}-sub${n}.your-storagebox.de` } };
+    case "tls:index/privateKey:PrivateKey":
+      return { id: `${name}-id`, state: { ...inputs, ...ed25519Key() } };
+    case "random:index/randomPassword:RandomPassword":
+      return { id: `${name}-id`, state: { ...inputs, result: crypto.randomBytes(24).toString("hex") } };
+    case "command:remote:Command":
+      return { id: `${name}-id`, state: { ...inputs, stdout: name.endsWith("-key-export") ? mockKeyExport : "", stderr: "" } };
+    case "aws:secretsmanager/secret:Secret":
+      return { id: `${name}-id`, state: { ...inputs, arn: `arn:aws:secretsmanager:eu-central-1:123456789012:secret:${inputs.name}-AbCdEf` } };
+    default:
+      return { id: `${name}-id`, state: { ...inputs } };
+  }
+}
+
+export interface MockRun<T> {
+  resources: Recorded[];
+  result: T;
+  byType(type: string): Recorded[];
+  one(type: string, name: string): Recorded;
+}
+
+/**
+ * Runs `program` as a Pulumi stack under mocks with the given config (full keys, JSON values as
+ * strings) and returns every resource it registered plus the program's result.
+ */
+export async function runMocked<T>(
+  program: () => T,
+  opts: { stack?: string; config?: Record<string, string>; secretKeys?: string[] } = {},
+): Promise<MockRun<T>> {
+  const inputs = new Map<string, { inputs: Record<string, any>; custom: boolean; state: Record<string, any> }>();
+  const counters = new Map<string, number>();
+  await pulumi.runtime.setMocks(
+    {
+      newResource: (args) => {
+        const result = mockState(args.type, args.name, args.inputs, counters);
+        inputs.set(`${args.type}::${args.name}`, { inputs: args.inputs, custom: args.custom ?? true, state: result.state });
+        return result;
+      },
+      call: (args) => args.inputs,
+    },
+    "agent-backups",
+    opts.stack ?? "prod",
+    false,
+  );
+  pulumi.runtime.setAllConfig(opts.config ?? {}, opts.secretKeys ?? []);
+  const optsByKey = new Map<string, { opts: Recorded["opts"]; parentType: string | undefined }>();
+  let result: T | undefined;
+  await pulumi.runtime.runInPulumiStack(async () => {
+    pulumi.runtime.registerStackTransformation((a) => {
+      const parent = a.opts.parent as (pulumi.Resource & { __pulumiType?: string }) | undefined;
+      const parentType = parent && !(parent instanceof pulumi.runtime.Stack) ? parent.__pulumiType : undefined;
+      optsByKey.set(`${a.type}::${a.name}`, { opts: a.opts as Recorded["opts"], parentType });
+      return undefined;
+    });
+    result = program();
+    return {};
+  });
+  // Let every registration and apply settle (waitForRPCs is internal, but exported at runtime).
+  await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
+  const resources: Recorded[] = [];
+  for (const [key, o] of optsByKey) {
+    const [type = "", name = ""] = key.split("::");
+    const i = inputs.get(key);
+    resources.push({ type, name, inputs: i?.inputs ?? {}, opts: o.opts, parentType: o.parentType, custom: i?.custom ?? false, state: i?.state ?? {} });
+  }
+  return {
+    resources,
+    result: result as T,
+    byType: (type) => resources.filter((r) => r.type === type),
+    one: (type, name) => {
+      const r = resources.find((x) => x.type === type && x.name === name);
+      if (!r) throw new Error(`no ${type} named ${name}; have: ${resources.map((x) => `${x.type}::${x.name}`).join(", ")}`);
+      return r;
+    },
+  };
+}
+
+/** The value of an Output (and whether it is secret). */
+export async function valueOf<T>(o: pulumi.Output<T>): Promise<{ value: T; secret: boolean }> {
+  const value = await new Promise<T>((resolve) => o.apply((v) => { resolve(v); return v; }));
+  return { value, secret: await pulumi.isSecret(o) };
+}
+
+/** A throwaway scripts/ tree with every file the install plan copies; removed by the caller. */
+export function fixtureScriptsDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ab-scripts-"));
+  for (const f of hostFiles) {
+    fs.mkdirSync(path.dirname(path.join(dir, f.rel)), { recursive: true });
+    fs.writeFileSync(path.join(dir, f.rel), `# fixture ${f.rel}\n`);
+  }
+  return dir;
+}

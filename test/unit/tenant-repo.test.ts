@@ -1,0 +1,126 @@
+import { beforeAll, describe, expect, test } from "vitest";
+import { TenantRepo, repoUrl, subaccountHome, writeAuthorizedKeysEnv } from "../../components/tenant-repo";
+import { storageBoxHostKeys } from "../../config/prod";
+import { MockRun, isSecretValue, mockBox, plain, runMocked, valueOf } from "./prod-mocks";
+
+const subType = "hcloud:index/storageBoxSubaccount:StorageBoxSubaccount";
+const keyType = "tls:index/privateKey:PrivateKey";
+const tenants = ["acme", "acme-labs", "globex"];
+
+function makeRepo(tenant: string): TenantRepo {
+  return new TenantRepo(`repo-${tenant}`, {
+    tenant,
+    boxId: 4242,
+    boxServer: mockBox.server,
+    boxUser: mockBox.username,
+    boxKnownHosts: `[${mockBox.server}]:23 ${storageBoxHostKeys[0]}\n`,
+    adminPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nADMIN\n-----END OPENSSH PRIVATE KEY-----\n",
+    port: 23,
+    hostKeys: storageBoxHostKeys,
+    remoteBorg: "borg-1.4",
+    repoPathOnBox: "/home/borg",
+    repoDirName: "borg",
+  });
+}
+
+describe("TenantRepo component", () => {
+  let run: MockRun<TenantRepo[]>;
+  beforeAll(async () => {
+    run = await runMocked(() => tenants.map(makeRepo));
+    for (const r of run.result) await valueOf(r.repoUrl);
+  });
+
+  const pub = (tenant: string, role: string) => run.one(keyType, `repo-${tenant}-${role}-key`).state.publicKeyOpenssh.trim() as string;
+
+  test("authorized_keys: exactly one forced, restricted line per key role", async () => {
+    const acme = run.result[0]!;
+    const expected =
+      `command="borg-1.4 serve --append-only --restrict-to-repository /home/borg",restrict ${pub("acme", "push")} push@acme\n` +
+      `command="borg-1.4 serve --append-only --restrict-to-repository /home/borg",restrict ${pub("acme", "drill")} drill@acme\n` +
+      `command="borg-1.4 serve --restrict-to-repository /home/borg",restrict ${pub("acme", "maintenance")} maintenance@acme\n`;
+    expect((await valueOf(acme.authorizedKeys)).value).toBe(expected);
+  });
+
+  test("the file is written through the main account over SFTP, with the admin key on stdin as a secret", async () => {
+    const cmd = run.one("command:local:Command", "repo-acme-authorized-keys");
+    const acme = run.result[0]!;
+    expect(cmd.inputs.environment).toEqual({
+      BOX_USER: "u4242", BOX_HOST: mockBox.server, BOX_PORT: "23", HOME_DIR: "tenants/acme",
+      AUTHORIZED_KEYS: (await valueOf(acme.authorizedKeys)).value,
+      KNOWN_HOSTS: `[${mockBox.server}]:23 ${storageBoxHostKeys[0]}\n`,
+    });
+    expect(isSecretValue(cmd.inputs.stdin)).toBe(true);
+    expect(plain(cmd.inputs.stdin)).toContain("ADMIN");
+    expect(cmd.inputs.create).toContain("sftp");
+    expect(cmd.inputs.create).toContain("chmod 600 $HOME_DIR/.ssh/authorized_keys");
+    expect(cmd.inputs.create).toContain("chmod 700 $HOME_DIR/.ssh");
+    expect(cmd.inputs.create).not.toMatch(/PRIVATE KEY/);
+    expect(cmd.opts.additionalSecretOutputs).toContain("stdin");
+    const sub = run.one(subType, "repo-acme");
+    expect((cmd.opts.dependsOn as unknown[]).length).toBe(1);
+    expect(cmd.parentType).toBe("agent-backups:storage:TenantRepo");
+    expect(sub.parentType).toBe("agent-backups:storage:TenantRepo");
+  });
+
+  test("sub-account: own home, SSH reachable from outside, protected and retained, secret password", () => {
+    const sub = run.one(subType, "repo-acme");
+    expect(sub.inputs).toMatchObject({ storageBoxId: 4242, name: "acme", homeDirectory: "tenants/acme" });
+    expect(sub.inputs.accessSettings).toEqual({ sshEnabled: true, reachableExternally: true, readonly: false, sambaEnabled: false, webdavEnabled: false });
+    expect(sub.opts.protect).toBe(true);
+    expect(sub.opts.retainOnDelete).toBe(true);
+    expect(isSecretValue(sub.inputs.password)).toBe(true);
+  });
+
+  test("sub-account homes are siblings: none is inside another", () => {
+    const homes = run.byType(subType).map((s) => s.inputs.homeDirectory as string);
+    expect(homes).toEqual(["tenants/acme", "tenants/acme-labs", "tenants/globex"]);
+    for (const a of homes) for (const b of homes) if (a !== b) expect(b.startsWith(`${a}/`)).toBe(false);
+    expect(() => subaccountHome("acme/nested")).toThrow(/refusing tenant/);
+    expect(() => subaccountHome("..")).toThrow(/refusing tenant/);
+  });
+
+  test("ed25519 keys for push, drill and maintenance; fingerprints exported, private keys secret", async () => {
+    expect(run.byType(keyType).filter((k) => /^repo-acme-[a-z]+-key$/.test(k.name)).map((k) => [k.name, k.inputs.algorithm])).toEqual([
+      ["repo-acme-push-key", "ED25519"], ["repo-acme-drill-key", "ED25519"], ["repo-acme-maintenance-key", "ED25519"],
+    ]);
+    const acme = run.result[0]!;
+    const fps = await valueOf(acme.keyFingerprints);
+    expect(fps.secret).toBe(false);
+    expect(fps.value.push).toBe(run.one(keyType, "repo-acme-push-key").state.publicKeyFingerprintSha256);
+    for (const role of ["push", "drill", "maintenance"] as const) expect((await valueOf(acme.privateKeys[role])).secret).toBe(true);
+  });
+
+  test("passphrase from random, protected, secret", async () => {
+    const p = run.one("random:index/randomPassword:RandomPassword", "repo-acme-passphrase");
+    expect(p.inputs.length).toBeGreaterThanOrEqual(32);
+    expect(p.opts.protect).toBe(true);
+    const v = await valueOf(run.result[0]!.passphrase);
+    expect(v.secret).toBe(true);
+    expect(v.value).toBe(p.state.result);
+  });
+
+  test("repository URL in the Storage Box form, known_hosts for the sub-account's server", async () => {
+    expect((await valueOf(run.result[0]!.repoUrl)).value).toBe("ssh://u4242-sub1@u4242-sub1.your-storagebox.de:23/./borg");
+    expect((await valueOf(run.result[0]!.knownHosts)).value).toBe(`[u4242-sub1.your-storagebox.de]:23 ${storageBoxHostKeys[0]}\n`);
+    expect((await valueOf(run.result[0]!.subaccountUser)).value).toBe("u4242-sub1");
+  });
+});
+
+describe("pure helpers refuse injection", () => {
+  test("repoUrl", () => {
+    expect(repoUrl("u1-sub1", "u1-sub1.your-storagebox.de", 23, "borg")).toBe("ssh://u1-sub1@u1-sub1.your-storagebox.de:23/./borg");
+    expect(() => repoUrl("u1;rm", "h", 23, "borg")).toThrow(/refusing/);
+    expect(() => repoUrl("u1", "h", 23, "../other")).toThrow(/refusing/);
+  });
+  test.each([
+    ["user", { boxUser: "u1 -oProxyCommand=x" }],
+    ["host", { boxHost: "h$(id)" }],
+    ["port", { port: 0 }],
+    ["home", { homeDir: "tenants/../other" }],
+    ["home with newline (an sftp batch command)", { homeDir: "tenants/a\nrm x" }],
+  ])("writeAuthorizedKeysEnv refuses a bad %s", (_what, bad) => {
+    const ok = { boxUser: "u1", boxHost: "u1.your-storagebox.de", port: 23, homeDir: "tenants/acme", authorizedKeys: "", knownHosts: "" };
+    expect(() => writeAuthorizedKeysEnv(ok)).not.toThrow();
+    expect(() => writeAuthorizedKeysEnv({ ...ok, ...bad })).toThrow(/refusing to write authorized_keys/);
+  });
+});
