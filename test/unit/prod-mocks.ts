@@ -155,3 +155,21 @@ export function fixtureScriptsDir(): string {
   }
   return dir;
 }
+
+/** A syntactically valid host private key for config. */
+export const mockHostPrivateKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
+
+/** A valid prod stack config (full keys, JSON values) for `tenants`; hostPrivateKeys is the secret key. */
+export const prodConfig = (tenants: string[]): Record<string, string> => ({
+  "aws:region": "eu-central-1",
+  "agent-backups:storage": JSON.stringify({ location: "fsn1", boxType: "bx21", snapshots: { hour: 2, minute: 30, keep: 14 } }),
+  "agent-backups:tenants": JSON.stringify(
+    tenants.map((name) => ({
+      name,
+      host: { address: `${name}.agents.example.com`, user: "ubuntu", provider: "aws", agentHome: "/home/hermes/.hermes" },
+      schedule: "*-*-* 03:17:00",
+    })),
+  ),
+  "agent-backups:vault": JSON.stringify({ replicaRegion: "eu-west-1" }),
+  "agent-backups:hostPrivateKeys": JSON.stringify(Object.fromEntries(tenants.map((t) => [t, mockHostPrivateKey]))),
+});

@@ -1,0 +1,168 @@
+import { spawnSync } from "node:child_process";
+import { describe, expect, test } from "vitest";
+import { onCalendarProblems } from "../../config/common";
+import { ConfigError } from "../../config/common";
+import { RawProdConfig, parseProdConfig, storageBoxHostKeys } from "../../config/prod";
+
+const privateKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
+
+function tenant(name: string): Record<string, any> {
+  return {
+    name,
+    host: { address: `${name}.agents.example.com`, user: "ubuntu", provider: "aws", agentHome: "/home/hermes/.hermes" },
+    schedule: "*-*-* 03:17:00",
+  };
+}
+
+function good(): RawProdConfig & { storage: any; tenants: any[]; vault: any; hostPrivateKeys: any } {
+  return {
+    storage: { location: "fsn1", boxType: "bx21", snapshots: { hour: 2, minute: 30, keep: 14 } },
+    tenants: [tenant("acme"), tenant("globex")],
+    vault: { replicaRegion: "eu-west-1" },
+    hostPrivateKeys: { acme: privateKey, globex: privateKey },
+    awsRegion: "eu-central-1",
+  };
+}
+
+function problemsOf(raw: RawProdConfig): string[] {
+  try {
+    parseProdConfig(raw);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return [...(e as ConfigError).problems];
+  }
+  throw new Error("config was accepted");
+}
+
+describe("a good config", () => {
+  test("is accepted, with the documented defaults", () => {
+    const c = parseProdConfig(good());
+    expect(c.storage).toEqual({
+      name: "agent-backups", location: "fsn1", boxType: "bx21", snapshots: { hour: 2, minute: 30, keep: 14 },
+      remoteBorg: "borg-1.4", port: 23, repoPathOnBox: "/home/borg", hostKeys: storageBoxHostKeys,
+    });
+    expect(c.tenants[0]).toEqual({ ...tenant("acme"), host: { ...tenant("acme").host, port: 22 }, retention: { daily: 7, weekly: 4, monthly: 6 } });
+    expect(c.vault).toEqual({ replicaRegion: "eu-west-1", namePrefix: "agent-backups/" });
+  });
+  test("partial retention keeps the other defaults", () => {
+    const raw = good();
+    raw.tenants[0].retention = { daily: 14 };
+    expect(parseProdConfig(raw).tenants[0]!.retention).toEqual({ daily: 14, weekly: 4, monthly: 6 });
+  });
+});
+
+type Mutate = (c: ReturnType<typeof good>) => void;
+// Each bad config: what is wrong, how, the field the error must name, and a word the message must hold.
+const badConfigs: [string, Mutate, string, RegExp][] = [
+  ["storage missing", (c) => { c.storage = undefined; }, "agent-backups:storage", /missing/],
+  ["storage.location missing", (c) => { delete c.storage.location; }, "agent-backups:storage.location", /missing/],
+  ["snapshot hour a string", (c) => { c.storage.snapshots.hour = "3"; }, "agent-backups:storage.snapshots.hour", /expected number/],
+  ["snapshot minute out of range", (c) => { c.storage.snapshots.minute = 60; }, "agent-backups:storage.snapshots.minute", /59/],
+  ["snapshot day field set (not daily)", (c) => { c.storage.snapshots.dayOfWeek = 3; }, "agent-backups:storage.snapshots.dayOfWeek", /unknown field/],
+  ["remote borg with a shell command", (c) => { c.storage.remoteBorg = "borg-1.4; sh"; }, "agent-backups:storage.remoteBorg", /refusing/],
+  ["repo path with ..", (c) => { c.storage.repoPathOnBox = "/home/../borg"; }, "agent-backups:storage.repoPathOnBox", /refusing/],
+  ["host key with an option smuggled in", (c) => { c.storage.hostKeys = [`command="sh" ${storageBoxHostKeys[0]}`]; }, "agent-backups:storage.hostKeys[0]", /refusing/],
+  ["tenants not a list", (c) => { c.tenants = { acme: {} } as any; }, "agent-backups:tenants", /expected array/],
+  ["no tenants", (c) => { c.tenants = []; c.hostPrivateKeys = {}; }, "agent-backups:tenants", /at least one/],
+  ["tenant name with quotes", (c) => { c.tenants[0].name = "acme'"; c.hostPrivateKeys = { "acme'": privateKey, globex: privateKey }; }, "agent-backups:tenants[0].name", /refusing/],
+  ["tenant name with $()", (c) => { c.tenants[1].name = "a$(id)"; c.hostPrivateKeys = { acme: privateKey, "a$(id)": privateKey }; }, "agent-backups:tenants[1].name", /refusing/],
+  ["duplicate tenant names", (c) => { c.tenants[1].name = "acme"; c.hostPrivateKeys = { acme: privateKey }; }, "agent-backups:tenants[1].name", /duplicate/],
+  ["host address with ;", (c) => { c.tenants[1].host.address = "10.0.0.1;reboot"; }, "agent-backups:tenants[1].host.address", /refusing/],
+  ["host address with a newline", (c) => { c.tenants[0].host.address = "a.example\nb"; }, "agent-backups:tenants[0].host.address", /refusing/],
+  ["host at Hetzner", (c) => { c.tenants[1].host.provider = "hetzner"; }, "agent-backups:tenants[1].host.provider", /storage provider/],
+  ["host at a Hetzner address", (c) => { c.tenants[0].host.address = "static.1.2.3.4.clients.your-server.de"; }, "agent-backups:tenants[0].host.address", /storage provider/],
+  ["SSH user with a space", (c) => { c.tenants[0].host.user = "root -oProxyCommand=x"; }, "agent-backups:tenants[0].host.user", /refusing/],
+  ["SSH port a string", (c) => { c.tenants[0].host.port = "22"; }, "agent-backups:tenants[0].host.port", /expected number/],
+  ["SSH port out of range", (c) => { c.tenants[0].host.port = 65536; }, "agent-backups:tenants[0].host.port", /65535/],
+  ["agent home relative", (c) => { c.tenants[0].host.agentHome = "hermes/.hermes"; }, "agent-backups:tenants[0].host.agentHome", /refusing/],
+  ["agent home with a space", (c) => { c.tenants[0].host.agentHome = "/home/a b"; }, "agent-backups:tenants[0].host.agentHome", /refusing/],
+  ["agent home missing", (c) => { delete c.tenants[1].host.agentHome; }, "agent-backups:tenants[1].host.agentHome", /missing/],
+  ["provider missing", (c) => { delete c.tenants[1].host.provider; }, "agent-backups:tenants[1].host.provider", /missing/],
+  ["OnCalendar hour out of range", (c) => { c.tenants[0].schedule = "*-*-* 25:00"; }, "agent-backups:tenants[0].schedule", /hour 25 out of range/],
+  ["OnCalendar nonsense word", (c) => { c.tenants[0].schedule = "sometimes"; }, "agent-backups:tenants[0].schedule", /invalid OnCalendar/],
+  ["OnCalendar with a shell substitution", (c) => { c.tenants[0].schedule = "daily $(reboot)"; }, "agent-backups:tenants[0].schedule", /refusing/],
+  ["retention negative", (c) => { c.tenants[0].retention = { daily: -1 }; }, "agent-backups:tenants[0].retention.daily", />=0|too small/i],
+  ["retention not an integer", (c) => { c.tenants[0].retention = { weekly: 1.5 }; }, "agent-backups:tenants[0].retention.weekly", /int/i],
+  ["healthcheck URL with a quote", (c) => { c.tenants[0].healthcheckUrl = "https://hc.example/'x"; }, "agent-backups:tenants[0].healthcheckUrl", /refusing/],
+  ["healthcheck URL not http", (c) => { c.tenants[0].healthcheckUrl = "file:///etc/passwd"; }, "agent-backups:tenants[0].healthcheckUrl", /refusing/],
+  ["typo in a tenant field", (c) => { c.tenants[0].schedul = "daily"; }, "agent-backups:tenants[0].schedul", /unknown field/],
+  ["host key of the agent host with options", (c) => { c.tenants[0].host.hostKey = `no-pty ${storageBoxHostKeys[0]}`; }, "agent-backups:tenants[0].host.hostKey", /refusing/],
+  ["vault replica in the primary region", (c) => { c.vault.replicaRegion = "eu-central-1"; }, "agent-backups:vault.replicaRegion", /second region/],
+  ["vault missing", (c) => { c.vault = undefined; }, "agent-backups:vault", /missing/],
+  ["host private keys missing", (c) => { c.hostPrivateKeys = undefined; }, "agent-backups:hostPrivateKeys", /missing/],
+  ["a tenant's host private key missing", (c) => { delete c.hostPrivateKeys.globex; }, "agent-backups:hostPrivateKeys.globex", /missing/],
+  ["a host private key that is not a key", (c) => { c.hostPrivateKeys.acme = "hunter2"; }, "agent-backups:hostPrivateKeys.acme", /not an OpenSSH private key/],
+];
+
+describe("bad configs are refused, each error naming the stack key and field", () => {
+  test("the table has at least 20 cases", () => expect(badConfigs.length).toBeGreaterThanOrEqual(20));
+  test.each(badConfigs)("%s", (_what, mutate, field, message) => {
+    const raw = good();
+    mutate(raw);
+    const problems = problemsOf(raw);
+    const hit = problems.find((p) => p.startsWith(`${field}: `));
+    expect(hit, `no problem names ${field}; got:\n${problems.join("\n")}`).toBeDefined();
+    expect(hit).toMatch(message);
+  });
+
+  test("every problem is reported at once, one line each", () => {
+    const raw = good();
+    raw.tenants[0].host.provider = "hetzner";
+    raw.tenants[1].schedule = "*-*-* 02:61";
+    raw.storage.snapshots.keep = 0;
+    const problems = problemsOf(raw);
+    expect(problems).toHaveLength(3);
+    for (const p of problems) expect(p).not.toContain("\n");
+  });
+
+  test("a secret is never quoted in an error", () => {
+    const raw = good();
+    raw.hostPrivateKeys.acme = "-----BEGIN RSA PRIVATE KEY-----\nSECRETSTUFF\n";
+    expect(problemsOf(raw).join("\n")).not.toContain("SECRETSTUFF");
+  });
+});
+
+describe("OnCalendar validator", () => {
+  test.each([
+    "daily", "hourly", "weekly", "monthly", "minutely", "Daily", "daily UTC",
+    "*-*-* 03:17:00", "*-*-* 03:17", "03:17", "*:0/15", "Mon..Fri 02:00", "Sat,Sun *-*-* 04:00:00",
+    "2026-11-25 13:05:00", "*-*-01 00:00", "*-01,07-01 12:00", "Mon *-*-* 0..6/2:30", "Mon *-*-1..7 00:00", "11-25 08:00",
+  ])("accepts %j, as systemd does", (expr) => {
+    expect(onCalendarProblems(expr)).toEqual([]);
+    // The real parser agrees (systemd-analyze is part of systemd, on every host and test machine).
+    const sd = spawnSync("systemd-analyze", ["calendar", expr], { encoding: "utf8" });
+    expect(sd.error).toBeUndefined();
+    expect(sd.status, sd.stderr).toBe(0);
+  });
+  test.each([
+    ["", /empty/],
+    ["Mon", /date or a time/],
+    ["*-*-* 24:00", /hour 24 out of range/],
+    ["*-*-* 12:60", /minute 60 out of range/],
+    ["*-*-* 12:00:61", /second 61 out of range/],
+    ["*-13-01 00:00", /month 13 out of range/],
+    ["*-*-32 00:00", /day 32 out of range/],
+    ["1969-01-01 00:00", /year 1969 out of range/],
+    ["Funday 00:00", /bad weekday/],
+    ["*-*-* 5..2:00", /runs backwards/],
+    ["*:0/0", /repetition/],
+    ["*-*-* 12:00 Europe/Berlin", /unexpected/],
+    ["*-*-* 1:2:3:4", /bad time/],
+    ["*-*~01 00:00", /not a number/],
+    ["sometimes", /bad weekday/],
+  ])("refuses %j", (expr, why) => {
+    const problems = onCalendarProblems(expr);
+    expect(problems.length).toBeGreaterThan(0);
+    expect(problems.join("; ")).toMatch(why);
+  });
+  // Values that systemd itself refuses: the validator must never be looser than systemd.
+  test.each(["*-*-* 24:00", "*-*-* 12:60", "*-13-01 00:00", "*-*-32 00:00", "*-*-* 5..2:00", "*:0/0", "Funday 00:00", "*-*-* 1:2:3:4"])(
+    "refuses %j, as systemd does",
+    (expr) => {
+      expect(onCalendarProblems(expr).length).toBeGreaterThan(0);
+      const sd = spawnSync("systemd-analyze", ["calendar", expr], { encoding: "utf8" });
+      expect(sd.error).toBeUndefined();
+      expect(sd.status).not.toBe(0);
+    },
+  );
+});
