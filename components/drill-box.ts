@@ -100,8 +100,8 @@ export function installScriptsCommand(): string {
 }
 
 /** Writes stdin to one root-only file; the secret never appears on a command line. */
-function writeRootOnlyFile(file: string): string {
-  return `set -eu\nsudo install -d -m 0700 -o root -g root ${drillBoxPaths.secretsDir}\nsudo sh -c 'umask 077 && cat > ${file}'`;
+export function writeRootOnlyFileScript(file: string, dir: string = drillBoxPaths.secretsDir): string {
+  return `set -eu\nsudo install -d -m 0700 -o root -g root ${dir}\nsudo sh -c 'umask 077 && cat > ${file}'`;
 }
 
 /**
@@ -109,17 +109,17 @@ function writeRootOnlyFile(file: string): string {
  * written, is the command's only stdout: a report is kept even when the drill is unhealthy, and the
  * verdict is taken from it. No report at all means the drill could not run: the command fails.
  */
-export function runDrillScript(drillLine: string): string {
+export function runDrillScript(drillLine: string, reportPath: string = drillBoxPaths.report): string {
   return [
-    `sudo rm -f ${drillBoxPaths.report}`,
+    `sudo rm -f ${reportPath}`,
     "rc=0",
     `sudo ${drillLine} >&2 || rc=$?`,
-    `if ! sudo test -s ${drillBoxPaths.report}; then`,
+    `if ! sudo test -s ${reportPath}; then`,
     `  echo "agent-drill exited $rc and wrote no report" >&2`,
     '  [ "$rc" -ne 0 ] || rc=1',
     '  exit "$rc"',
     "fi",
-    `sudo cat ${drillBoxPaths.report}`,
+    `sudo cat ${reportPath}`,
   ].join("\n");
 }
 
@@ -190,6 +190,8 @@ export class DrillBox extends pulumi.ComponentResource {
   public readonly drillCommandLine: pulumi.Output<string>;
   /** The drill report, validated by the drill-report schema. */
   public readonly report: pulumi.Output<DrillReport>;
+  /** Where the report was written on the machine running `pulumi up`. */
+  public readonly reportFile: pulumi.Output<string>;
   /** The box's SSH login key, to debug a failed drill by hand (secret). */
   public readonly loginPrivateKey: pulumi.Output<string>;
   /** The box's pinned SSH host key, for a known_hosts line. */
@@ -284,7 +286,7 @@ export class DrillBox extends pulumi.ComponentResource {
       ["known-hosts", drillBoxPaths.knownHosts, repo.apply((r) => withNewline(r.knownHosts))],
     ];
     const secrets = secretFiles.map(([step, file, content]) =>
-      onBox(step, writeRootOnlyFile(file), { stdin: content, logging: "none" }, [booted]));
+      onBox(step, writeRootOnlyFileScript(file), { stdin: content, logging: "none" }, [booted]));
 
     const agentInstall = args.agentCheck === undefined ? [] : [onBox("agent-install", [
       "set -eu",
@@ -307,14 +309,16 @@ export class DrillBox extends pulumi.ComponentResource {
       ...(args.agentCheck === undefined ? {} : { agentCheck: args.agentCheck }),
       reportFile: drillBoxPaths.report,
     }));
-    const drill = onBox("drill", this.drillCommandLine.apply(runDrillScript), { triggers: [contentHash] },
+    const drill = onBox("drill", this.drillCommandLine.apply((line) => runDrillScript(line)), { triggers: [contentHash] },
       [packages, scripts, ...secrets, ...agentInstall]);
     this.report = drill.stdout.apply(parseDrillReport);
-    new command.local.Command(`${name}-verdict`, {
+    const verdict = new command.local.Command(`${name}-verdict`, {
       create: this.report.apply(reportVerdictScript),
       stdin: this.report.apply((r) => `${JSON.stringify(r, null, 2)}\n`),
       environment: { DRILL_REPORT_FILE: args.reportFile },
     }, parent);
+
+    this.reportFile = verdict.environment.apply((env) => env?.DRILL_REPORT_FILE ?? args.reportFile);
 
     this.instanceId = instance.id;
     this.publicIp = instance.publicIp;
@@ -326,6 +330,7 @@ export class DrillBox extends pulumi.ComponentResource {
       expiresAt: this.expiresAt,
       drillCommandLine: this.drillCommandLine,
       report: this.report,
+      reportFile: this.reportFile,
       loginPrivateKey: this.loginPrivateKey,
       hostPublicKey: this.hostPublicKey,
     });

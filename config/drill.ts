@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { drillCommand } from "../components/drill-command";
 import { ConfigError, configNamespace, formatIssues, patterned } from "./common";
+import { matchesPattern } from "./patterns";
 
 /** The upstream installer of the reference agent (Hermes), run only when agentCheck is set. */
 export const defaultAgentInstallUrl = "https://hermes-agent.nousresearch.com/install.sh";
@@ -97,7 +98,9 @@ export const drillConfigSchema = z.strictObject({
   /** The agent's upstream installer, fetched on the box when agentCheck is set. */
   agentInstallUrl: patterned("url", "agent installer URL").default(defaultAgentInstallUrl),
   /** Where `pulumi up` writes the report on the machine running it (CI uploads it). */
-  reportFile: z.union([patterned("rel_path", "report file"), patterned("abs_path", "report file")]).default("drill-report.json"),
+  reportFile: z.string().refine((v) => matchesPattern("rel_path", v) || matchesPattern("abs_path", v), {
+    error: (iss) => `refusing ${JSON.stringify(iss.input)}: not a valid rel_path or abs_path (letters, digits, ._- and /)`,
+  }).default("drill-report.json"),
 });
 
 export type DrillConfig = z.infer<typeof drillConfigSchema>;

@@ -20,7 +20,7 @@ interface ProdDrillAccess {
 }
 
 /** Picks the tenant out of a prod output, or says which tenants the prod stack has. */
-function pick<T>(all: Record<string, T> | undefined, tenant: string, output: string, prodStack: string): T {
+export function pickTenant<T>(all: Record<string, T> | undefined, tenant: string, output: string, prodStack: string): T {
   const entry = all?.[tenant];
   if (entry === undefined) {
     const known = Object.keys(all ?? {}).sort().join(", ") || "none";
@@ -29,14 +29,21 @@ function pick<T>(all: Record<string, T> | undefined, tenant: string, output: str
   return entry;
 }
 
+export interface DrillStackOptions {
+  /** When the drill starts (the box's expiry tag counts from it); now by default. */
+  createdAt?: Date;
+  /** The local scripts/ tree to copy; this repository's by default. */
+  sourceDir?: string;
+}
+
 /** The drill stack's resources and outputs for a validated config. */
-export function drillResources(config: DrillConfig, createdAt: Date = new Date()) {
+export function drillResources(config: DrillConfig, options: DrillStackOptions = {}) {
   const prod = new pulumi.StackReference("prod", { name: config.prodStack });
   const tenant = prod.requireOutput("tenants").apply((all) =>
-    pick(all as Record<string, ProdTenant> | undefined, config.tenant, "tenants", config.prodStack));
+    pickTenant(all as Record<string, ProdTenant> | undefined, config.tenant, "tenants", config.prodStack));
   // requireOutput keeps drillAccess secret; pulumi.secret says so again in case the prod stack did not.
   const access = pulumi.secret(prod.requireOutput("drillAccess").apply((all) =>
-    pick(all as Record<string, ProdDrillAccess> | undefined, config.tenant, "drillAccess", config.prodStack)));
+    pickTenant(all as Record<string, ProdDrillAccess> | undefined, config.tenant, "drillAccess", config.prodStack)));
 
   const provider = new aws.Provider("drill-region", { region: config.region as aws.Region });
   const imageId = config.imageId ?? newestDebian12Image(config.architecture, { provider });
@@ -50,7 +57,8 @@ export function drillResources(config: DrillConfig, createdAt: Date = new Date()
     instanceType: config.instanceType,
     sshCidr: config.sshCidr,
     ttlHours: config.ttlHours,
-    createdAt,
+    createdAt: options.createdAt ?? new Date(),
+    ...(options.sourceDir === undefined ? {} : { sourceDir: options.sourceDir }),
     rootVolumeGiB: config.rootVolumeGiB,
     target: config.target,
     ...(config.agentCheck === undefined ? {} : { agentCheck: config.agentCheck }),
@@ -61,6 +69,7 @@ export function drillResources(config: DrillConfig, createdAt: Date = new Date()
   return {
     tenant: config.tenant,
     report: box.report,
+    reportFile: box.reportFile,
     healthy: box.report.apply((r) => r.healthy),
     instanceId: box.instanceId,
     publicIp: box.publicIp,

@@ -1,0 +1,201 @@
+// The shell the drill box runs, run for real here: with bash, a pass-through sudo, temporary paths,
+// the real scripts/agent-drill for the refused-usage case, shellcheck and systemd-analyze.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { parse as parseYaml } from "yaml";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  drillBoxPaths,
+  expiryUnit,
+  installScriptsCommand,
+  renderUserData,
+  reportVerdictScript,
+  runDrillScript,
+  scriptsContentHash,
+  writeRootOnlyFileScript,
+} from "../../components/drill-box";
+import { drillReportSchema, type DrillReport } from "../../components/drill-report";
+import { hostFiles, scriptsDir } from "../../components/host-install-plan";
+
+const healthy: DrillReport = drillReportSchema.parse({
+  tenant: "acme",
+  archive: "acme-2026-11-24T03:17:00",
+  archiveAgeSeconds: 60,
+  bytes: 10,
+  backupSeconds: 1,
+  restoreSeconds: 2,
+  checks: [{ name: "restore", ok: true, detail: "ok" }, { name: "verify:manifest", ok: true, detail: "ok" }],
+  healthy: true,
+  startedAt: "2026-11-24T04:00:00Z",
+  finishedAt: "2026-11-24T04:01:00Z",
+});
+const unhealthy: DrillReport = {
+  ...healthy,
+  checks: [{ name: "restore", ok: true, detail: "ok" }, { name: "verify:manifest", ok: false, detail: "2 files missing" }],
+  healthy: false,
+};
+
+let dir: string;
+let bin: string;
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "drill-box-"));
+  // A pass-through sudo: the scripts' own logic runs, as the (root) test user.
+  bin = path.join(dir, "bin");
+  fs.mkdirSync(bin);
+  fs.writeFileSync(path.join(bin, "sudo"), '#!/bin/sh\nexec "$@"\n', { mode: 0o755 });
+});
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function run(shell: "bash" | "sh", script: string, stdin = "", env: Record<string, string> = {}) {
+  const r = spawnSync(shell, ["-c", script], {
+    input: stdin,
+    encoding: "utf8",
+    env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, ...env },
+  });
+  if (r.error) throw r.error;
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A stand-in agent-drill: prints a line, optionally writes the report, exits with `code`. */
+function fakeDrill(report: string | null, code: number): string {
+  const program = path.join(dir, `fake-drill-${code}-${report === null ? "none" : "report"}`);
+  const reportPath = path.join(dir, "report.json");
+  const write = report === null ? "" : `cat > ${reportPath} <<'EOF'\n${report}\nEOF\n`;
+  fs.writeFileSync(program, `#!/bin/sh\necho "progress on stdout"\n${write}exit ${code}\n`, { mode: 0o755 });
+  return program;
+}
+
+function shellcheck(script: string, shell: "bash" | "sh") {
+  const r = spawnSync("shellcheck", ["-s", shell, "-"], { input: script, encoding: "utf8" });
+  if (r.error) throw r.error;
+  return r;
+}
+
+describe("runDrillScript", () => {
+  const reportOf = () => path.join(dir, "report.json");
+
+  it("prints only the report when the drill is healthy", () => {
+    const r = run("bash", runDrillScript(fakeDrill(JSON.stringify(healthy), 0), reportOf()));
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual(healthy);
+    expect(r.stderr).toContain("progress on stdout");
+  });
+
+  it("keeps the report of an unhealthy drill: the verdict is taken from it", () => {
+    const r = run("bash", runDrillScript(fakeDrill(JSON.stringify(unhealthy), 1), reportOf()));
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual(unhealthy);
+  });
+
+  it("fails with agent-drill's exit code when no report was written (the real script, bad usage)", () => {
+    fs.writeFileSync(reportOf(), "stale report of an earlier run");
+    const r = run("bash", runDrillScript(`${path.join(scriptsDir, "agent-drill")} --no-such-option x`, reportOf()));
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain("agent-drill exited 2 and wrote no report");
+    expect(fs.existsSync(reportOf())).toBe(false);
+  });
+
+  it("fails when agent-drill exits 0 without a report", () => {
+    const r = run("bash", runDrillScript(fakeDrill(null, 0), reportOf()));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("agent-drill exited 0 and wrote no report");
+  });
+
+  it("is shellcheck clean", () => {
+    const r = shellcheck(runDrillScript("/usr/local/lib/agent-backup/install-source/agent-drill --tenant acme"), "bash");
+    expect(r.stdout + r.stderr).toBe("");
+    expect(r.status).toBe(0);
+  });
+});
+
+describe("reportVerdictScript", () => {
+  it("writes the report root-only where pulumi runs and passes a healthy drill", () => {
+    const file = path.join(dir, "out", "drill-report.json");
+    const text = `${JSON.stringify(healthy, null, 2)}\n`;
+    const r = run("sh", reportVerdictScript(healthy), text, { DRILL_REPORT_FILE: file });
+    expect(r.status).toBe(0);
+    expect(fs.readFileSync(file, "utf8")).toBe(text);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  it("writes the report and fails the update when the drill is not healthy, naming the failed checks", () => {
+    const file = path.join(dir, "drill-report.json");
+    const r = run("sh", reportVerdictScript(unhealthy), JSON.stringify(unhealthy), { DRILL_REPORT_FILE: file });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("drill of acme (acme-2026-11-24T03:17:00) is not healthy; failed checks: verify:manifest");
+    expect(JSON.parse(fs.readFileSync(file, "utf8"))).toEqual(unhealthy);
+  });
+
+  it("is shellcheck clean both ways", () => {
+    for (const report of [healthy, unhealthy]) {
+      const r = shellcheck(reportVerdictScript(report), "sh");
+      expect(r.stdout + r.stderr).toBe("");
+    }
+  });
+});
+
+describe("writeRootOnlyFileScript", () => {
+  it("writes stdin to a 0600 file in a 0700 directory, nothing on the command line", () => {
+    const secrets = path.join(dir, "agent-drill");
+    const file = path.join(secrets, "passphrase");
+    const script = writeRootOnlyFileScript(file, secrets);
+    const r = run("bash", script, "s3cret passphrase\n");
+    expect(r.status).toBe(0);
+    expect(fs.readFileSync(file, "utf8")).toBe("s3cret passphrase\n");
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(secrets).mode & 0o777).toBe(0o700);
+    expect(script).not.toContain("s3cret");
+    expect(shellcheck(script, "bash").status).toBe(0);
+  });
+});
+
+describe("renderUserData", () => {
+  const userData = renderUserData("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n", "ssh-ed25519 AAAAhost\n", 4);
+
+  it("is cloud-config that pins the given host key and drops all others", () => {
+    expect(userData.startsWith("#cloud-config\n")).toBe(true);
+    const config = parseYaml(userData);
+    expect(config.ssh_deletekeys).toBe(true);
+    expect(config.ssh_keys).toEqual({
+      ed25519_private: "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+      ed25519_public: "ssh-ed25519 AAAAhost",
+    });
+  });
+
+  it("arms a poweroff timer at the time to live that systemd accepts", () => {
+    const [cmd] = parseYaml(userData).bootcmd as string[][];
+    expect(cmd?.[0]).toBe("systemd-run");
+    expect(cmd).toContain(`--unit=${expiryUnit}`);
+    expect(cmd?.slice(-2)).toEqual(["/usr/bin/systemctl", "poweroff"]);
+    const onBoot = cmd?.find((a) => a.startsWith("--on-boot="))?.slice("--on-boot=".length) ?? "";
+    const span = spawnSync("systemd-analyze", ["timespan", onBoot], { encoding: "utf8" });
+    if (span.error) throw span.error;
+    expect(span.status).toBe(0);
+    expect(span.stdout).toMatch(/Human: 4h\b/);
+  });
+});
+
+describe("scripts on the box", () => {
+  it("installs every host file with the install plan's modes, in a shellcheck-clean script", () => {
+    const script = installScriptsCommand();
+    expect(script.split("\n").filter((l) => l.startsWith("sudo install -m "))).toHaveLength(hostFiles.length);
+    expect(shellcheck(script, "bash").status).toBe(0);
+    expect(drillBoxPaths.program.endsWith("/agent-drill")).toBe(true);
+  });
+
+  it("hashes the copied files so that a changed script re-runs the drill", () => {
+    const tree = path.join(dir, "scripts");
+    for (const { rel } of hostFiles) {
+      fs.mkdirSync(path.dirname(path.join(tree, rel)), { recursive: true });
+      fs.writeFileSync(path.join(tree, rel), `content of ${rel}\n`);
+    }
+    const before = scriptsContentHash(tree);
+    fs.appendFileSync(path.join(tree, "agent-drill"), "# changed\n");
+    expect(scriptsContentHash(tree)).not.toBe(before);
+    fs.rmSync(path.join(tree, "sqlite-stores"));
+    expect(() => scriptsContentHash(tree)).toThrow(/missing .*sqlite-stores: the drill copies every file of the host install plan/);
+  });
+});

