@@ -188,7 +188,7 @@ async function trialsAndNights(o: SqliteCopyOptions, live: string, copies: strin
       timeoutsInARow: 0,
       r: {
         method: m,
-        command: copyCommand(m, live, path.join(copies, "copy.db")).join(" "),
+        command: copyCommand(m, "live/state.db", "copies/state.db").join(" "),
         trials: 0,
         completed: 0,
         inconsistent: 0,
