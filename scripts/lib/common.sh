@@ -95,3 +95,120 @@ config_load() {
 
 # cfg KEY [DEFAULT]: a parsed config value.
 cfg() { printf '%s' "${CFG[$1]:-${2:-}}"; }
+
+# --- the backup set: scripts/backup-set.patterns and scripts/sqlite-stores ----------------------
+# Read by agent-backup, agent-restore and agent-verify. The rules live only in those two files;
+# these helpers apply them with find, whose -path matches like borg's fm: (`*` also matches `/`).
+AB_SCRIPTS_DIR=$(dirname "$AB_LIB_DIR")
+AB_PATTERNS_FILE=$AB_SCRIPTS_DIR/backup-set.patterns
+AB_STORES_FILE=$AB_SCRIPTS_DIR/sqlite-stores
+readonly AB_FM_GLOB='^[A-Za-z0-9._*?/-]+$'
+
+# backup_set_load: parse the patterns file into AB_FIND_RULES, a find expression that prints one
+# record per path, "ACTION<TAB>CLASS<TAB>TYPE<TAB>SIZE<TAB>PATH<NUL>", ACTION x (left out: find
+# does not descend) or k (kept), CLASS the rule's #@ class or "unlisted".
+declare -ga AB_FIND_RULES=()
+backup_set_load() {
+  local line lineno=0 class='' action glob
+  AB_FIND_RULES=()
+  [[ -r $AB_PATTERNS_FILE ]] || die "cannot read $AB_PATTERNS_FILE"
+  while IFS= read -r line || [[ -n $line ]]; do
+    lineno=$((lineno + 1))
+    if [[ $line =~ ^#@\ (precious|dead|runtime|dangerous)$ ]]; then
+      class=${BASH_REMATCH[1]}
+      continue
+    fi
+    [[ -z $line || $line == \#* ]] && continue
+    [[ $line =~ ^([!+])\ fm:(.+)$ ]] || die "$AB_PATTERNS_FILE:$lineno: expected '! fm:GLOB' or '+ fm:GLOB'"
+    action=${BASH_REMATCH[1]} glob=${BASH_REMATCH[2]}
+    [[ $glob =~ $AB_FM_GLOB ]] || die "$AB_PATTERNS_FILE:$lineno: refusing glob $(printf '%q' "$glob")"
+    [[ -n $class ]] || die "$AB_PATTERNS_FILE:$lineno: rule before any '#@ class' line"
+    AB_FIND_RULES+=('(' -path "./$glob" -o -path "./$glob/*" ')')
+    if [[ $action == '!' ]]; then
+      AB_FIND_RULES+=(-prune -printf "x\t$class\t%y\t%s\t%P\0" -o)
+    else
+      AB_FIND_RULES+=(-printf "k\t$class\t%y\t%s\t%P\0" -o)
+    fi
+  done <"$AB_PATTERNS_FILE"
+  ((${#AB_FIND_RULES[@]} > 0)) || die "$AB_PATTERNS_FILE: no rules"
+  AB_FIND_RULES+=(-printf "k\tunlisted\t%y\t%s\t%P\0")
+}
+
+# backup_set_walk DIR [FIND OPTIONS...]: the records of every path below DIR (see backup_set_load).
+backup_set_walk() {
+  local dir=$1; shift
+  ((${#AB_FIND_RULES[@]} > 0)) || backup_set_load
+  (cd -- "$dir" && find . -mindepth 1 "$@" '(' "${AB_FIND_RULES[@]}" ')')
+}
+
+# sqlite_stores_find DIR: relative paths (NUL-terminated) of the regular files below DIR that the
+# stores list names. Run it on a tree already pruned to the backup set.
+sqlite_stores_find() {
+  local dir=$1 line lineno=0
+  local -a expr=()
+  [[ -r $AB_STORES_FILE ]] || die "cannot read $AB_STORES_FILE"
+  while IFS= read -r line || [[ -n $line ]]; do
+    lineno=$((lineno + 1))
+    [[ -z $line || $line == \#* ]] && continue
+    [[ $line =~ ^fm:(.+)$ && ${BASH_REMATCH[1]} =~ $AB_FM_GLOB ]] || die "$AB_STORES_FILE:$lineno: expected fm:GLOB"
+    ((${#expr[@]} == 0)) || expr+=(-o)
+    expr+=(-path "./${line#fm:}")
+  done <"$AB_STORES_FILE"
+  (cd -- "$dir" && find . -mindepth 1 -type f '(' "${expr[@]}" ')' -printf '%P\0')
+}
+
+# is_sqlite_file FILE: true when FILE starts with the SQLite header, or is an empty main file
+# whose content still sits in its -wal (a WAL database never checkpointed).
+is_sqlite_file() {
+  local magic
+  magic=$(head -c 15 -- "$1" 2>/dev/null | tr -d '\0') || return 1
+  [[ $magic == 'SQLite format 3' ]] && return 0
+  [[ ! -s $1 && -s $1-wal ]]
+}
+
+# --- borg over SSH -------------------------------------------------------------------------------
+# require_repo_url LABEL URL: refuse anything but ssh://USER@HOST:PORT/PATH (PATH absolute, or
+# /./relative as on the Storage Box); the same rule as components/host-install-plan.ts.
+require_repo_url() {
+  local label=$1 url=$2
+  if [[ $url =~ ^ssh://([^@/]+)@([^:/]+):([0-9]+)(/.*)$ ]]; then
+    local user=${BASH_REMATCH[1]} host=${BASH_REMATCH[2]} port=${BASH_REMATCH[3]} path=${BASH_REMATCH[4]}
+    [[ $path == /./* ]] && path=${path:2}
+    if matches_pattern unix_user "$user" && matches_pattern hostname "$host" && matches_pattern port "$port" &&
+      ((port <= 65535)) && matches_pattern abs_path "$path"; then
+      return 0
+    fi
+  fi
+  die_usage "$label: refusing $(printf '%q' "$url"): expected ssh://USER@HOST:PORT/PATH"
+}
+
+# borg_env REPO SSH_KEY KNOWN_HOSTS PASSPHRASE_FILE REMOTE_BORG: export what borg needs. The
+# passphrase is read by borg from the file (BORG_PASSCOMMAND), never put in the environment or
+# argv. Keepalives make a dead link fail within minutes, so it cannot hold the repository lock.
+borg_env() {
+  export BORG_REPO=$1
+  export BORG_RSH="ssh -i $2 -o BatchMode=yes -o IdentitiesOnly=yes -o UserKnownHostsFile=$3 -o StrictHostKeyChecking=yes -o ServerAliveInterval=10 -o ServerAliveCountMax=30"
+  export BORG_PASSCOMMAND="cat $4"
+  export BORG_REMOTE_PATH=$5
+  export BORG_BASE_DIR=${BORG_BASE_DIR:-/var/lib/agent-backup/borg}
+  # Answer borg's interactive questions with "no": a moved or unknown repository is an error.
+  export BORG_RELOCATED_REPO_ACCESS_IS_OK=no BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=no
+  unset BORG_PASSPHRASE BORG_PASSPHRASE_FD
+  install -d -m 0700 -- "$BORG_BASE_DIR"
+}
+
+# borg_explain STDERR_FILE: one line saying why borg failed, from its stderr.
+borg_explain() {
+  local err=$1
+  if grep -q 'does not exist' -- "$err"; then
+    echo "the repository $BORG_REPO does not exist (create it with agent-backup --init)"
+  elif grep -qi 'passphrase supplied in .* is incorrect\|passphrase .*incorrect' -- "$err"; then
+    echo "wrong passphrase for $BORG_REPO"
+  elif grep -qi 'Failed to create/acquire the lock\|lock.*timeout' -- "$err"; then
+    echo "the repository is locked by another client (gave up after the lock wait)"
+  elif grep -qi 'Connection refused\|Connection timed out\|No route to host\|Could not resolve\|Connection closed by\|connection unexpectedly closed\|Host key verification failed\|Permission denied' -- "$err"; then
+    echo "cannot talk to the storage box: $(grep -i -m1 'Connection\|No route\|resolve\|Host key\|Permission denied' -- "$err")"
+  else
+    echo "borg: $(grep -v '^\s*$' -- "$err" | tail -n 3 | tr '\n' ' ')"
+  fi
+}

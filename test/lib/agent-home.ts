@@ -90,9 +90,10 @@ export async function startWriter(home: string, opts: { rate?: number; duration?
   };
 }
 
-/** sqlite3 one-shot query (read-only), returning trimmed stdout. */
-export function sql(db: string, query: string): string {
-  const r = spawnSync("sqlite3", ["-readonly", "-bail", "-cmd", ".timeout 10000", db, query], { encoding: "utf8" });
+/** sqlite3 one-shot query (read-only unless opts.write), returning trimmed stdout. */
+export function sql(db: string, query: string, opts: { write?: boolean } = {}): string {
+  const args = [...(opts.write ? [] : ["-readonly"]), "-bail", "-cmd", ".timeout 10000", db, query];
+  const r = spawnSync("sqlite3", args, { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`sqlite3 ${db}: ${r.stderr}`);
   return r.stdout.trim();
 }

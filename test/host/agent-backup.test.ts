@@ -1,0 +1,226 @@
+// agent-backup against real borg, sshd and sqlite3: the archive holds exactly the precious set of
+// a home shaped like the real agent's, consistent while a writer keeps writing, and nothing else.
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { cleanupTemp, fingerprint, makeAgentHome, runScript, sql, startWriter, tempDir, tornSessions, type AgentHome } from "../lib/agent-home";
+import { repoRoot, startStorageBox, type StorageBox } from "../lib/storage-box";
+
+const patternsFile = path.join(repoRoot, "scripts", "backup-set.patterns");
+let box: StorageBox;
+let work: string;
+let agent: AgentHome;
+let config: string;
+let metricsDir: string;
+let archive: string;
+let extracted: string;
+let backupLog: string;
+let homeBefore: Map<string, string>;
+let manifest: {
+  archive: string;
+  paths: string[];
+  classes: Record<string, { files: number; bytes: number }>;
+  excluded: Record<string, { paths: number; bytes: number }>;
+  sha256: Record<string, string>;
+  stores: { path: string; integrity: string; tables: Record<string, number> }[];
+  redactionMarker: string;
+};
+
+beforeAll(async () => {
+  box = await startStorageBox({ tenants: ["acme"] });
+  work = tempDir();
+  agent = makeAgentHome(path.join(work, "home"), { profiles: 2, sessions: 40 });
+  metricsDir = path.join(work, "metrics");
+  config = box.writeConfig("acme", { agentHome: agent.home, metricsDir });
+  const init = runScript("agent-backup", ["--config", config, "--init"], box.clientEnv);
+  expect(init.status, init.stderr).toBe(0);
+
+  homeBefore = fingerprint(agent.home);
+  // The writer runs through the whole backup.
+  const writer = await startWriter(agent.home, { rate: 100 });
+  const r = runScript("agent-backup", ["--config", config], box.clientEnv);
+  await writer.stop();
+  backupLog = r.stderr;
+  expect(r.status, r.stderr).toBe(0);
+
+  const list = box.borg("acme", "maintenance", ["list", "--short"]);
+  archive = list.stdout.trim().split("\n").pop() ?? "";
+  extracted = path.join(work, "extracted");
+  fs.mkdirSync(extracted);
+  const x = spawnSync("borg", ["extract", `::${archive}`], { cwd: extracted, env: box.borgEnv("acme", "drill"), encoding: "utf8" });
+  expect(x.status, x.stderr).toBe(0);
+  manifest = JSON.parse(fs.readFileSync(path.join(extracted, ".agent-backup", "manifest.json"), "utf8"));
+});
+
+afterAll(async () => {
+  await box?.stop();
+  cleanupTemp();
+});
+
+function archivePaths(): string[] {
+  const r = box.borg("acme", "maintenance", ["list", "--format", "{path}{NL}", `::${archive}`]);
+  expect(r.status, r.stderr).toBe(0);
+  return r.stdout.split("\n").filter((p) => p !== "" && p !== ".");
+}
+
+describe("agent-backup", () => {
+  test("--init is idempotent, and the archive is named <prefix>-<UTC time>", () => {
+    const again = runScript("agent-backup", ["--config", config, "--init"], box.clientEnv);
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/exists already/);
+    expect(archive).toMatch(/^acme-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$/);
+    expect(manifest.archive).toBe(archive);
+  });
+
+  test("the manifest lists exactly what the archive holds", () => {
+    expect([...manifest.paths].sort()).toEqual(archivePaths().sort());
+  });
+
+  test("the archive is what borg itself selects with the patterns file, plus the added files", () => {
+    // borg's own reading of backup-set.patterns on the live home, with nothing of ours in between.
+    const dry = spawnSync("borg", ["create", "--dry-run", "--list", "--patterns-from", patternsFile, "::dry", "."], {
+      cwd: agent.home,
+      env: box.borgEnv("acme", "maintenance"),
+      encoding: "utf8",
+    });
+    expect(dry.status, dry.stderr).toBe(0);
+    const selected = dry.stderr
+      .split("\n")
+      .filter((l) => l.startsWith("- "))
+      .map((l) => l.slice(2))
+      .filter((p) => p !== ".");
+    const added = (p: string) => p === ".agent-backup" || p.endsWith("/.agent-backup") || p.includes(".agent-backup/");
+    expect(archivePaths().filter((p) => !added(p)).sort()).toEqual(selected.sort());
+  });
+
+  test("no dead weight, runtime or dangerous path is archived, wherever it sits", () => {
+    const paths = new Set(archivePaths());
+    const leftOut = [
+      ".env", "auth.json", "mcp-tokens", "whatsapp/session", "platforms/matrix/store", "matrix/store", "google_token.json",
+      "google_client_secret.json", "slack_tokens.json", ".anthropic_oauth.json", "auth/google_oauth.json",
+      "webhook_subscriptions.json", "skills/devops/deploy/api_tokens.json", "skills/devops/deploy/.env", "state-snapshots",
+      "hermes-agent", "bin", "node", "cache", "image_cache", "audio_cache", "browser_screenshots", "temp_vision_images",
+      "checkpoints", "backups", "logs", "kanban.db-wal", "kanban.db-shm", "state.db.malformed-backup-20260101",
+      "sessions/request_dump_0001.json", "plugins/notes/node_modules", "plugins/notes/__pycache__", "workspace/scratch.db-journal",
+      "kanban/boards/main/workspaces", "kanban/boards/main/attachments",
+      "gateway.pid", "gateway.lock", "cron.pid", "gateway_state.json", "processes.json", "auth.lock", "cron/.jobs.lock",
+      "cron/.tick.lock", "cron/ticker_1", ".clean_shutdown", ".update_check",
+    ];
+    for (const prefix of ["", "profiles/profile1/", "profiles/profile2/"]) {
+      for (const p of leftOut) {
+        const full = prefix + p;
+        if (full === "profiles/profile1/hermes-agent" || full === "profiles/profile2/hermes-agent") continue;
+        expect(paths.has(full), full).toBe(false);
+        expect([...paths].some((a) => a.startsWith(`${full}/`)), `${full}/...`).toBe(false);
+      }
+    }
+  });
+
+  test("the precious set is archived, in the home's own layout, byte for byte", () => {
+    const kept = [
+      "SOUL.md", "memories/MEMORY.md", "memories/USER.md", "sessions/sessions.json", "sessions/saved/favourite.json",
+      "skills/devops/deploy/SKILL.md", "skills/devops/deploy/bin/deploy.sh", "skills/.hub/lock.json", "cron/jobs.json",
+      "cron/output/daily-report/2026-01-01T09-00-00.md", "pairing/telegram-approved.json", "platforms/pairing/discord-approved.json",
+      "channel_directory.json", "kanban/boards/main/board.json", "hooks/on_message.py", "plugins/notes/plugin.yaml",
+      "plans/launch.md", "workspace/notes.txt", ".hermes_history", "active_profile", ".managed", ".install_method",
+    ];
+    for (const prefix of ["", "profiles/profile1/", "profiles/profile2/"]) {
+      for (const p of kept) {
+        const rel = prefix + p;
+        expect(fs.existsSync(path.join(extracted, rel)), rel).toBe(true);
+        expect(fs.readFileSync(path.join(extracted, rel)).equals(fs.readFileSync(path.join(agent.home, rel))), rel).toBe(true);
+      }
+    }
+    expect(manifest.sha256["SOUL.md"]).toBe(homeBefore.get("SOUL.md"));
+    expect(manifest.sha256["profiles/profile2/memories/USER.md"]).toBe(homeBefore.get("profiles/profile2/memories/USER.md"));
+  });
+
+  test("every store is a consistent copy taken while the writer wrote, with row counts in the manifest", () => {
+    const stores = manifest.stores.map((s) => s.path).sort();
+    for (const prefix of ["", "profiles/profile1/", "profiles/profile2/"]) {
+      for (const db of ["state.db", "kanban.db", "projects.db", "response_store.db", "memory_store.db", "verification_evidence.db"]) {
+        expect(stores).toContain(prefix + db);
+      }
+    }
+    expect(stores.some((s) => s.includes("crypto.db"))).toBe(false);
+    const state = manifest.stores.find((s) => s.path === "state.db")!;
+    const copy = path.join(extracted, "state.db");
+    expect(sql(copy, "PRAGMA integrity_check")).toBe("ok");
+    expect(tornSessions(copy)).toBe(0);
+    expect(sql(copy, "INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check'); SELECT 'fts ok'", { write: true })).toBe("fts ok");
+    expect(Number(sql(copy, "SELECT count(*) FROM messages"))).toBe(state.tables.messages);
+    // Taken during writes: more than the generated 160 messages, fewer than the final count.
+    expect(state.tables.messages!).toBeGreaterThan(160);
+    expect(state.tables.messages!).toBeLessThanOrEqual(Number(sql(path.join(agent.home, "state.db"), "SELECT count(*) FROM messages")));
+    for (const f of fs.readdirSync(extracted)) expect(f).not.toMatch(/-(wal|shm|journal)$/);
+  });
+
+  test("no canary appears anywhere in any archived file", () => {
+    const all = [...fingerprint(extracted).entries()].filter(([, v]) => v !== "dir").map(([p]) => p);
+    expect(all.length).toBeGreaterThan(100);
+    const text = all.map((p) => fs.readFileSync(path.join(extracted, p)).toString("latin1")).join("\n");
+    const leaked = agent.canaries.filter((c) => text.includes(c));
+    expect(leaked).toEqual([]);
+  });
+
+  test("config.yaml is archived with secret-looking values redacted and the rest intact", () => {
+    for (const prefix of ["", "profiles/profile1/"]) {
+      const yaml = fs.readFileSync(path.join(extracted, prefix, "config.yaml"), "utf8");
+      expect(yaml).toContain(`api_key: "${manifest.redactionMarker}"`);
+      expect(yaml).toContain("default: anthropic/claude-sonnet-4");
+      expect(yaml).toContain("base_url: https://openrouter.ai/api/v1");
+      expect(yaml).toMatch(/telegram:\n\s+enabled: true/);
+    }
+  });
+
+  test("allowlists and home channels of each .env are kept apart, without secrets", () => {
+    for (const prefix of ["", "profiles/profile1/", "profiles/profile2/"]) {
+      const allow = fs.readFileSync(path.join(extracted, prefix, ".agent-backup", "allowlists.env"), "utf8");
+      const lines = allow.split("\n").filter((l) => l && !l.startsWith("#"));
+      expect(lines.sort()).toEqual(
+        ["DISCORD_ALLOWED_USERS=333333", "SLACK_HOME_CHANNEL=C0123ABCD", "TELEGRAM_ALLOWED_USERS=111111,222222", "TELEGRAM_HOME_CHANNEL=-100123"].sort(),
+      );
+    }
+    expect(fs.existsSync(path.join(extracted, "skills/devops/deploy/.agent-backup"))).toBe(false);
+  });
+
+  test("the manifest counts files per class and what was left out", () => {
+    expect(manifest.classes.precious!.files).toBeGreaterThan(50);
+    expect(manifest.excluded.dangerous!.paths).toBeGreaterThan(40);
+    expect(manifest.excluded.dead!.bytes).toBeGreaterThan(2 * 1024 * 1024 - 1);
+    expect(Object.keys(manifest.classes).every((c) => c === "precious" || c === "unlisted")).toBe(true);
+  });
+
+  test("each dangerous path left out is logged by name; one log line per step", () => {
+    for (const p of [".env", "profiles/profile1/auth.json", "skills/devops/deploy/api_tokens.json", "profiles/profile2/mcp-tokens"]) {
+      expect(backupLog).toContain(`left out (dangerous): ${p}`);
+    }
+    for (let step = 1; step <= 6; step++) expect(backupLog).toContain(`step ${step}/6`);
+    expect(agent.canaries.filter((c) => backupLog.includes(c))).toEqual([]);
+  });
+
+  test("the live home was not modified", () => {
+    // Only the root state.db, which the writer wrote to, may differ from the listing taken before.
+    const now = fingerprint(agent.home);
+    expect([...now.keys()].sort()).toEqual([...homeBefore.keys()].sort());
+    for (const [p, h] of now) if (p !== "state.db") expect(h, p).toBe(homeBefore.get(p));
+  });
+
+  test("writes the Prometheus textfile and leaves no staging behind", () => {
+    const prom = fs.readFileSync(path.join(metricsDir, "agent-backup-acme.prom"), "utf8");
+    expect(prom).toMatch(/^agent_backup_last_run_success\{archive_prefix="acme"\} 1$/m);
+    expect(prom).toMatch(/^agent_backup_last_success_timestamp_seconds\{archive_prefix="acme"\} \d{10}$/m);
+    expect(Number(prom.match(/^agent_backup_files\{[^}]*\} (\d+)$/m)?.[1])).toBeGreaterThan(100);
+    expect(Number(prom.match(/^agent_backup_original_bytes\{[^}]*\} (\d+)$/m)?.[1])).toBeGreaterThan(1_000_000);
+    expect(fs.readdirSync(metricsDir)).toEqual(["agent-backup-acme.prom"]);
+    const staging = path.join(box.dir, "client", "staging");
+    expect(fs.readdirSync(staging).filter((f) => f.includes("stage"))).toEqual([]);
+  });
+
+  test("--key-export prints the repository key and nothing else on stdout", () => {
+    const r = runScript("agent-backup", ["--config", config, "--key-export"], box.clientEnv);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^BORG_KEY [0-9a-f]{64}\n/);
+  });
+});
