@@ -1,0 +1,201 @@
+// The CI workflows for users, parsed as GitHub reads them: their triggers, that the drill box is
+// always destroyed, and that secrets only come in through env and are never printed. Every run
+// script is also checked with shellcheck, as GitHub runs it (bash -e).
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { parse as parseYaml } from "yaml";
+import { describe, expect, it } from "vitest";
+
+const root = path.join(__dirname, "..", "..");
+const workflowsDir = path.join(root, ".github", "workflows");
+
+interface Step { name?: string; uses?: string; run?: string; if?: string; env?: Record<string, string>; with?: Record<string, unknown>; id?: string }
+interface Job { "runs-on": string; needs?: string | string[]; env?: Record<string, string>; steps: Step[]; strategy?: { matrix: Record<string, unknown>; "fail-fast"?: boolean }; container?: unknown }
+interface Workflow { name: string; on: Record<string, any>; env?: Record<string, string>; permissions?: Record<string, string>; jobs: Record<string, Job> }
+
+const load = (file: string): Workflow => parseYaml(fs.readFileSync(path.join(workflowsDir, file), "utf8")) as Workflow;
+const files = ["preview.yml", "drill.yml", "maintenance.yml"];
+const workflows = Object.fromEntries(files.map((f) => [f, load(f)])) as Record<string, Workflow>;
+const steps = (w: Workflow) => Object.values(w.jobs).flatMap((j) => j.steps);
+const runSteps = (w: Workflow) => steps(w).filter((s): s is Step & { run: string } => typeof s.run === "string");
+const stepUsing = (job: Job, action: string) => job.steps.filter((s) => s.uses?.startsWith(`${action}@`));
+
+/** Every `env:` mapping of a workflow (workflow, job and step level) as [name, value] pairs. */
+function envEntries(w: Workflow): [string, string][] {
+  const maps = [w.env, ...Object.values(w.jobs).flatMap((j) => [j.env, ...j.steps.map((s) => s.env)])];
+  return maps.flatMap((m) => Object.entries(m ?? {}));
+}
+
+/** Every `${{ secrets.* }}` anywhere in the text, with where it sits (the line before it). */
+function secretUses(file: string): { line: string }[] {
+  return fs.readFileSync(path.join(workflowsDir, file), "utf8").split("\n")
+    .filter((l) => /\bsecrets[.[]/.test(l) && !l.trimStart().startsWith("#"))
+    .map((line) => ({ line }));
+}
+
+describe.each(files)("%s", (file) => {
+  const w = workflows[file] as Workflow;
+
+  it("parses, and every job has steps on a pinned runner", () => {
+    expect(Object.keys(w.jobs).length).toBeGreaterThan(0);
+    for (const job of Object.values(w.jobs)) {
+      expect(job["runs-on"]).toMatch(/^ubuntu-\d+\.\d+$/);
+      expect(job.steps.length).toBeGreaterThan(0);
+    }
+  });
+
+  it("takes secrets only as env values, whole, and only from secrets", () => {
+    const uses = secretUses(file);
+    const fromEnv = envEntries(w).filter(([, v]) => /secrets/.test(v));
+    // Each line that mentions secrets is a `NAME: ${{ secrets.NAME }}` entry of an env mapping.
+    expect(uses.length).toBe(fromEnv.length);
+    for (const [name, value] of fromEnv) {
+      expect(value, name).toMatch(/^\$\{\{ secrets\.[A-Z0-9_]+ \}\}$/);
+      expect(name).toBe(value.replace(/^\$\{\{ secrets\.([A-Z0-9_]+) \}\}$/, "$1"));
+    }
+    for (const s of steps(w)) {
+      expect(JSON.stringify(s.with ?? {}), `${s.name ?? s.uses} with:`).not.toMatch(/\bsecrets[.[]/);
+      expect(s.run ?? "", `${s.name} run:`).not.toMatch(/\bsecrets[.[]/);
+    }
+  });
+
+  it("never expands an expression inside a run script (inputs and outputs come in through env)", () => {
+    for (const s of runSteps(w)) expect(s.run, s.name).not.toContain("${{");
+  });
+
+  it("never prints a secret: no run script names one, traces, or dumps the environment", () => {
+    const secretNames = envEntries(w).filter(([, v]) => /secrets\./.test(v)).map(([k]) => k);
+    expect(secretNames.length).toBeGreaterThan(0);
+    for (const s of runSteps(w)) {
+      for (const name of secretNames) expect(s.run, `${s.name} uses $${name}`).not.toMatch(new RegExp(`\\$\\{?${name}\\b`));
+      expect(s.run, s.name).not.toMatch(/set -[a-wyz]*x|\bprintenv\b|^\s*env\s*$|\benv\s*\|/m);
+    }
+  });
+
+  it("runs shellcheck-clean bash in every step", () => {
+    for (const s of runSteps(w)) {
+      // GitHub runs `bash -e {0}`; the scripts source the project's own common.sh.
+      const r = spawnSync("shellcheck", ["-s", "bash", "-x", "-"], { input: s.run, encoding: "utf8", cwd: root });
+      if (r.error) throw r.error;
+      expect(r.stdout + r.stderr, s.name ?? s.run).toBe("");
+    }
+  });
+});
+
+describe("preview.yml", () => {
+  const w = workflows["preview.yml"] as Workflow;
+
+  it("runs on pull requests only", () => {
+    expect(Object.keys(w.on)).toEqual(["pull_request"]);
+  });
+
+  it("installs and runs the whole test suite through the project's CI entry", () => {
+    const test = w.jobs.test as Job;
+    expect(test.steps.some((s) => s.run?.trim() === "bash .ci/run")).toBe(true);
+    const ciRun = fs.readFileSync(path.join(root, ".ci", "run"), "utf8");
+    expect(ciRun).toMatch(/bash \.ci\/setup/);
+    expect(ciRun).toMatch(/npm test/);
+  });
+
+  it("previews the prod stack with pulumi/actions and comments on the pull request", () => {
+    const preview = w.jobs.preview as Job;
+    expect(preview.needs).toBe("test");
+    expect(preview.steps.some((s) => s.run?.includes("npm ci"))).toBe(true);
+    const [pulumi] = stepUsing(preview, "pulumi/actions");
+    expect(pulumi?.with).toMatchObject({ command: "preview", "comment-on-pr": true });
+    expect(String(pulumi?.with?.["stack-name"])).toMatch(/\/prod$/);
+    expect(w.permissions?.["pull-requests"]).toBe("write");
+  });
+});
+
+describe("drill.yml", () => {
+  const w = workflows["drill.yml"] as Workflow;
+  const drill = w.jobs.drill as Job;
+
+  it("runs monthly and by hand, with an optional tenant", () => {
+    expect(Object.keys(w.on).sort()).toEqual(["schedule", "workflow_dispatch"]);
+    const [cron] = w.on.schedule.map((s: { cron: string }) => s.cron);
+    expect(w.on.schedule).toHaveLength(1);
+    // minute hour day-of-month month day-of-week: one fixed day of every month.
+    expect(cron).toMatch(/^\d+ \d+ \d+ \* \*$/);
+    expect(w.on.workflow_dispatch.inputs.tenant).toMatchObject({ required: false, type: "string" });
+  });
+
+  it("drills every tenant of the prod stack, or the chosen one after validating it", () => {
+    const list = (w.jobs.tenants as Job).steps.find((s) => s.id === "list");
+    expect(list?.run).toContain("pulumi stack output tenants --json");
+    expect(list?.run).toContain('require_valid tenant "tenant input" "$TENANT_INPUT"');
+    expect(drill.strategy?.matrix.tenant).toBe("${{ fromJSON(needs.tenants.outputs.list) }}");
+    expect(drill.strategy?.["fail-fast"]).toBe(false);
+  });
+
+  it("brings the drill stack up with the tenant set, then checks the report", () => {
+    const names = drill.steps.map((s) => s.name ?? s.uses);
+    const setUp = drill.steps.find((s) => s.id === "stack")?.run ?? "";
+    expect(setUp).toContain('pulumi config set --stack "$stack" tenant "$TENANT"');
+    expect(setUp).toContain('cp Pulumi.drill.yaml "Pulumi.drill-$TENANT.yaml"');
+    const up = drill.steps.findIndex((s) => /pulumi up\b/.test(s.run ?? ""));
+    const check = drill.steps.findIndex((s) => /jq -e '\.healthy == true'/.test(s.run ?? ""));
+    expect(up, names.join(", ")).toBeGreaterThan(0);
+    expect(check).toBeGreaterThan(up);
+  });
+
+  it("always destroys the drill stack, after the drill, even when it failed", () => {
+    const destroy = drill.steps.findIndex((s) => /pulumi destroy\b/.test(s.run ?? ""));
+    const up = drill.steps.findIndex((s) => /pulumi up\b/.test(s.run ?? ""));
+    expect(destroy).toBeGreaterThan(up);
+    expect(drill.steps[destroy]?.if).toBe("always()");
+  });
+
+  it("always uploads the report as an artifact", () => {
+    const [upload] = stepUsing(drill, "actions/upload-artifact");
+    expect(upload?.if).toBe("always()");
+    expect(upload?.with?.path).toBe("drill-report-${{ matrix.tenant }}.json");
+    expect(drill.env?.REPORT_FILE).toBe(upload?.with?.path);
+    const setUp = drill.steps.find((s) => s.id === "stack")?.run ?? "";
+    expect(setUp).toContain('reportFile "$REPORT_FILE"');
+  });
+});
+
+describe("maintenance.yml", () => {
+  const w = workflows["maintenance.yml"] as Workflow;
+  const maintain = w.jobs.maintain as Job;
+
+  it("runs weekly and by hand", () => {
+    expect(Object.keys(w.on).sort()).toEqual(["schedule", "workflow_dispatch"]);
+    expect(w.on.schedule).toHaveLength(1);
+    expect(w.on.schedule[0].cron).toMatch(/^\d+ \d+ \* \* [0-6]$/);
+    expect(w.on.workflow_dispatch.inputs.mode.options).toEqual(["maintain", "tamper-check", "adopt"]);
+  });
+
+  it("runs scripts/agent-maintain --config FILE for each tenant, one at a time", () => {
+    const run = maintain.steps.find((s) => s.run?.includes("scripts/agent-maintain"))?.run ?? "";
+    expect(run).toContain('scripts/agent-maintain --config "$WORK/agent-maintain.conf"');
+    expect(maintain.strategy?.matrix.tenant).toBe("${{ fromJSON(needs.tenants.outputs.list) }}");
+    expect((maintain as Job & { strategy: { "max-parallel": number } }).strategy["max-parallel"]).toBe(1);
+  });
+
+  it("writes the maintenance key root-only from the vault, masks what it derives, and removes it", () => {
+    const fetch = maintain.steps.find((s) => s.id === "fetch")?.run ?? "";
+    expect(fetch).toContain("umask 077");
+    expect(fetch).toContain("jq -er '.maintenancePrivateKey'");
+    expect(fetch).toContain('echo "::add-mask::$line"');
+    // Masking comes before any later step could print, and the key files are never echoed.
+    expect(fetch.indexOf("::add-mask::")).toBeLessThan(fetch.indexOf("aws s3 sync"));
+    const cleanup = maintain.steps.find((s) => /rm -rf -- "\$WORK"/.test(s.run ?? ""));
+    expect(cleanup?.if).toBe("always()");
+  });
+
+  it("writes only config keys that agent-maintain accepts, and all it requires", () => {
+    const source = fs.readFileSync(path.join(root, "scripts", "agent-maintain"), "utf8");
+    const keysOf = (name: string) => (new RegExp(`readonly ${name}="([^"]*)"`).exec(source)?.[1] ?? "").split(" ").filter(Boolean);
+    const required = keysOf("REQUIRED_KEYS");
+    const optional = keysOf("OPTIONAL_KEYS");
+    expect(required.length).toBeGreaterThan(0);
+    const fetch = maintain.steps.find((s) => s.id === "fetch")?.run ?? "";
+    const written = [...fetch.matchAll(/echo "([A-Z_]+)=/g)].map((m) => m[1] as string);
+    for (const key of required) expect(written, key).toContain(key);
+    for (const key of written) expect([...required, ...optional], key).toContain(key);
+  });
+});
