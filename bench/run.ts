@@ -141,14 +141,16 @@ async function main(): Promise<number> {
     goals: judgeGoals(rs, sqliteCopy, o.scale),
     errors,
   };
-  fs.mkdirSync(RESULTS_DIR, { recursive: true });
-  const out = path.join(RESULTS_DIR, `${o.scale}.json`);
+  // A partial run (--only) is for development: its numbers stay out of the recorded results.
+  const outDir = o.only ? path.join(BENCH_DIR, "work") : RESULTS_DIR;
+  fs.mkdirSync(outDir, { recursive: true });
+  const out = path.join(outDir, `${o.scale}${o.only ? `-only-${o.only}` : ""}.json`);
   // NaN (an unknown CPU time of a killed command) is written as null.
   fs.writeFileSync(out, JSON.stringify(results, (_, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2) + "\n");
-  writeReadme();
+  if (!o.only) writeReadme();
   for (const g of results.goals) progress(`${g.met === true ? "MET   " : g.met === false ? "MISSED" : "n/a   "} ${g.goal}: ${g.measured}`);
   for (const e of errors) progress(`error: ${e.split("\n")[0]}`);
-  progress(`wrote ${path.relative(process.cwd(), out)} and bench/README.md in ${((Date.now() - started) / 60000).toFixed(1)} min`);
+  progress(`wrote ${path.relative(process.cwd(), out)}${o.only ? "" : " and bench/README.md"} in ${((Date.now() - started) / 60000).toFixed(1)} min`);
   return errors.length > 0 ? 1 : 0;
 }
 

@@ -60,6 +60,7 @@ export function runTenants(runNo: number): { naive: string; floor: string; agent
 }
 
 function step(m: Measured, bytes?: Step["bytes"]): Step {
+  progress(`  ${m.wallSeconds.toFixed(2)} s wall, ${m.cpuSeconds.toFixed(2)} s CPU: ${m.command.slice(0, 100)}`);
   return { command: m.command, wallSeconds: m.wallSeconds, cpuSeconds: m.cpuSeconds, peakRssKb: m.peakRssKb, ...(bytes ? { bytes } : {}) };
 }
 

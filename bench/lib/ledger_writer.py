@@ -35,7 +35,9 @@ CHECKPOINT_EVERY = 50  # hermes_state.py checkpoints (TRUNCATE) every 50 writes
 
 
 def connect(path):
-    con = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+    # timeout=1.0 as hermes_state.py: a TRUNCATE checkpoint waits at most 1 s for a reader (a long
+    # copy) and then gives up (busy=1), instead of stalling the writer for the whole copy.
+    con = sqlite3.connect(path, timeout=1.0, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
     # The writer must sustain >= 200 commits/s on shared CI disks; NORMAL is WAL's usual setting.
     con.execute("PRAGMA synchronous=NORMAL")
@@ -92,7 +94,14 @@ def run(con, rate, max_seconds, max_commits):
             break
         src, dst = rng.randint(1, accounts), rng.randint(1, accounts)
         amount = rng.randint(1, 50)
-        con.execute("BEGIN IMMEDIATE")
+        for attempt in range(15):  # hermes_state.py retries BEGIN IMMEDIATE 15 times
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError:
+                if attempt == 14:
+                    raise
+                time.sleep(rng.uniform(0.02, 0.15))
         con.execute("UPDATE bench_ledger SET balance = balance - ? WHERE id = ?", (amount, src))
         con.execute("UPDATE bench_ledger SET balance = balance + ? WHERE id = ?", (amount, dst))
         con.execute(
@@ -103,7 +112,11 @@ def run(con, rate, max_seconds, max_commits):
         con.execute("COMMIT")
         commits += 1
         if commits % CHECKPOINT_EVERY == 0:
-            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.OperationalError:
+                pass  # another checkpoint holds the lock; the next one will do
+
         if rate > 0:
             ahead = commits / rate - (time.monotonic() - start)
             if ahead > 0:
