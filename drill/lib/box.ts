@@ -1,0 +1,160 @@
+// A disposable box: a copy of the cached rootfs booted with systemd-nspawn (systemd as PID 1) in
+// a network namespace of this run. Reached with nsenter (setup chores) or over SSH (the install
+// and the drill, as in production); powered off from inside, killed by PID if it does not stop.
+import { spawn, type ChildProcess } from "child_process";
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+import { run, sleep, waitFor, type RunOptions, type RunResult } from "./exec";
+import type { Link } from "./netns";
+import { removeTree, type Teardown } from "./teardown";
+
+export interface BoxSpec {
+  /** Machine name, unique per run (also the netns name). */
+  name: string;
+  /** Hostname inside the box. */
+  hostname: string;
+  /** The cached rootfs to copy. */
+  rootfs: string;
+  /** Directory of this run; the box's tree and its console log go below it. */
+  runDir: string;
+  /** Network namespace (a name under /run/netns) the box joins. */
+  netns: string;
+  /** Public key allowed to log in as root over SSH (the drill's control key). */
+  controlPublicKey: string;
+}
+
+/** PATH and locale for commands run inside a box (not this machine's environment). */
+const boxEnv = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/root", LANG: "C.UTF-8" };
+
+export class Box {
+  /** Box-side ssh host public key line ("ssh-ed25519 AAAA..."). */
+  hostPublicKey = "";
+  leaderPid = 0;
+  link: Link | undefined;
+  private child: ChildProcess | undefined;
+  private exited: Promise<void> = Promise.resolve();
+  private exitedNow = true;
+
+  private constructor(readonly spec: BoxSpec, readonly dir: string) {}
+
+  /** Copy the rootfs, give the box its own identity, boot it, and wait until systemd is up. */
+  static async create(spec: BoxSpec, teardown: Teardown): Promise<Box> {
+    const dir = path.join(spec.runDir, "boxes", spec.name);
+    fs.mkdirSync(path.dirname(dir), { recursive: true });
+    teardown.defer(`remove the tree of box ${spec.name}`, () => removeTree(dir));
+    await run(["cp", "-a", "--reflink=auto", spec.rootfs, dir], { timeoutMs: 600_000 });
+    const box = new Box(spec, dir);
+    await box.personalise();
+    await box.boot(teardown);
+    return box;
+  }
+
+  private async personalise(): Promise<void> {
+    const p = (rel: string) => path.join(this.dir, rel);
+    fs.writeFileSync(p("etc/hostname"), this.spec.hostname + "\n");
+    fs.writeFileSync(p("etc/machine-id"), crypto.randomBytes(16).toString("hex") + "\n");
+    await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", `root@${this.spec.hostname}`, "-f", p("etc/ssh/ssh_host_ed25519_key")]);
+    this.hostPublicKey = fs.readFileSync(p("etc/ssh/ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
+    fs.writeFileSync(
+      p("etc/ssh/sshd_config.d/agent-backups-drill.conf"),
+      "# The drill's boxes: keys only, one host key made for this box.\n" +
+        "HostKey /etc/ssh/ssh_host_ed25519_key\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUseDNS no\n",
+    );
+    fs.mkdirSync(p("root/.ssh"), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(p("root/.ssh/authorized_keys"), this.spec.controlPublicKey.trim() + " drill-control\n", { mode: 0o600 });
+  }
+
+  private async boot(teardown: Teardown): Promise<void> {
+    const log = fs.openSync(path.join(this.spec.runDir, `${this.spec.name}.console.log`), "a");
+    const args = [
+      "-D", this.dir, `--machine=${this.spec.name}`, "--boot", "--register=no", "--keep-unit", "--console=passive",
+      `--network-namespace-path=/run/netns/${this.spec.netns}`,
+    ];
+    // Its own process group: a Ctrl-C on the terminal reaches the drill, which powers the box off,
+    // instead of reaching nspawn (which would reboot the box).
+    const child = spawn("systemd-nspawn", args, { stdio: ["ignore", log, log], detached: true });
+    fs.closeSync(log);
+    this.child = child;
+    this.exitedNow = false;
+    this.exited = new Promise((resolve) => child.once("exit", () => {
+      this.exitedNow = true;
+      resolve();
+    }));
+    child.once("error", () => {
+      this.exitedNow = true;
+    });
+    teardown.defer(`power off box ${this.spec.name}`, () => this.powerOff());
+    if (child.pid === undefined) throw new Error(`systemd-nspawn did not start for ${this.spec.name}`);
+    const nspawnPid = child.pid;
+    this.leaderPid = await waitFor(`box ${this.spec.name} to start systemd`, 100, 100, async () => {
+      if (this.exitedNow) throw new Error(`systemd-nspawn for ${this.spec.name} exited early; see ${this.spec.runDir}/${this.spec.name}.console.log`);
+      const children = readChildren(nspawnPid);
+      return children.find((pid) => readComm(pid) === "systemd");
+    });
+    const state = await waitFor(`box ${this.spec.name} to finish booting`, 120, 250, async () => {
+      const r = await this.exec(["systemctl", "is-system-running"], { allowFailure: true, timeoutMs: 10_000 });
+      const s = r.stdout.trim();
+      return s === "running" || s === "degraded" ? s : undefined;
+    });
+    if (state === "degraded") {
+      const failed = await this.exec(["systemctl", "--failed", "--no-legend", "--plain"], { allowFailure: true });
+      throw new Error(`box ${this.spec.name} booted degraded: ${failed.stdout.trim()}`);
+    }
+  }
+
+  /** Run a command inside the box (all its namespaces), as root. */
+  exec(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    if (this.leaderPid <= 0) throw new Error(`box ${this.spec.name} is not running`);
+    return run(["nsenter", "-t", String(this.leaderPid), "-a", "--", ...argv], { env: boxEnv, ...opts });
+  }
+
+  /** Write a file inside the box (content on stdin: never on a command line), atomically. */
+  async writeFile(boxPath: string, content: string | Buffer, mode: string, owner = "root:root"): Promise<void> {
+    const script = 'set -eu; umask 077; mkdir -p "$(dirname "$1")"; t="$1.drill-tmp"; cat >"$t"; chown "$2" "$t"; chmod "$3" "$t"; mv -f "$t" "$1"';
+    await this.exec(["sh", "-c", script, "sh", boxPath, owner, mode], { input: content });
+  }
+
+  /** systemctl poweroff inside; if the box is not gone in time, kill its PID 1, then nspawn. */
+  async powerOff(): Promise<void> {
+    if (this.exitedNow || !this.child?.pid) return;
+    if (this.leaderPid > 0) {
+      await this.exec(["systemctl", "poweroff"], { allowFailure: true, timeoutMs: 10_000 }).catch(() => undefined);
+    }
+    if (await this.waitExit(30_000)) return;
+    // Killing PID 1 of the box's PID namespace ends every process in it.
+    if (this.leaderPid > 0) killPid(this.leaderPid);
+    if (await this.waitExit(10_000)) return;
+    killPid(this.child.pid);
+    if (!(await this.waitExit(10_000))) throw new Error(`box ${this.spec.name} (nspawn pid ${this.child.pid}) did not stop`);
+  }
+
+  private async waitExit(ms: number): Promise<boolean> {
+    await Promise.race([this.exited, sleep(ms)]);
+    return this.exitedNow;
+  }
+}
+
+function killPid(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // already gone
+  }
+}
+
+function readChildren(pid: number): number[] {
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function readComm(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  } catch {
+    return "";
+  }
+}
