@@ -1,0 +1,77 @@
+// The local drill's pure parts: where the rootfs comes from, its cache key, and the preflight.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { preflightProblems, requiredTools } from "../../drill/lib/preflight";
+import { debianMirror, defaultRecipe, recipeHash, rootfsPackages } from "../../drill/lib/rootfs";
+
+let dir: string;
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "drill-local-"));
+});
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+describe("debianMirror", () => {
+  it("reads the suite's mirror from deb822 .sources, skipping other suites and types", () => {
+    fs.mkdirSync(path.join(dir, "sources.list.d"));
+    fs.writeFileSync(
+      path.join(dir, "sources.list.d", "debian.sources"),
+      "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\n" +
+        "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n\n" +
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n",
+    );
+    expect(debianMirror("bookworm", dir)).toBe("http://mirror.example/debian");
+  });
+
+  it("falls back to a one-line sources.list, with options", () => {
+    fs.writeFileSync(path.join(dir, "sources.list"), "# c\ndeb [arch=amd64] http://old.example/debian bookworm main\n");
+    expect(debianMirror("bookworm", dir)).toBe("http://old.example/debian");
+  });
+
+  it("says what to add when there is no mirror for the suite", () => {
+    fs.writeFileSync(path.join(dir, "sources.list"), "deb http://old.example/debian bullseye main\n");
+    expect(() => debianMirror("bookworm", dir)).toThrow(/no Debian mirror for bookworm.*deb http:\/\/deb.debian.org\/debian bookworm main/);
+  });
+});
+
+describe("rootfs recipe", () => {
+  it("includes every tool the boxes need and keys the cache by its whole content", () => {
+    for (const p of ["systemd", "borgbackup", "sqlite3", "jq", "openssh-server", "iproute2"]) expect(rootfsPackages).toContain(p);
+    const r = { ...defaultRecipe(), mirror: "http://m.example/debian" };
+    expect(recipeHash(r)).toMatch(/^[0-9a-f]{16}$/);
+    expect(recipeHash({ ...r })).toBe(recipeHash(r));
+    expect(recipeHash({ ...r, packages: [...r.packages, "curl"] })).not.toBe(recipeHash(r));
+    expect(recipeHash({ ...r, mirror: "http://other.example/debian" })).not.toBe(recipeHash(r));
+    expect(recipeHash({ ...r, adjustments: r.adjustments + 1 })).not.toBe(recipeHash(r));
+  });
+});
+
+describe("preflight", () => {
+  function binWith(tools: string[]): string {
+    const bin = path.join(dir, "bin");
+    fs.mkdirSync(bin, { recursive: true });
+    for (const t of tools) {
+      fs.writeFileSync(path.join(bin, t), "#!/bin/sh\n");
+      fs.chmodSync(path.join(bin, t), 0o755);
+    }
+    return bin;
+  }
+
+  it("passes as root with every tool", () => {
+    expect(preflightProblems({ PATH: binWith(requiredTools.map((t) => t.tool)) }, 0)).toEqual([]);
+  });
+
+  it("names each missing tool with the package to install", () => {
+    const path_ = binWith(requiredTools.map((t) => t.tool).filter((t) => t !== "systemd-nspawn" && t !== "debootstrap"));
+    const problems = preflightProblems({ PATH: path_ }, 0).join("\n");
+    expect(problems).toContain("missing systemd-nspawn: apt-get install -y systemd-container");
+    expect(problems).toContain("missing debootstrap: apt-get install -y debootstrap");
+    expect(problems).not.toContain("missing ip:");
+  });
+
+  it("asks for root", () => {
+    const problems = preflightProblems({ PATH: binWith(requiredTools.map((t) => t.tool)) }, 1000);
+    expect(problems).toEqual([expect.stringMatching(/must run as root.*sudo npm run drill:local/)]);
+  });
+});
