@@ -200,7 +200,9 @@ borg_env() {
 # borg_explain STDERR_FILE: one line saying why borg failed, from its stderr.
 borg_explain() {
   local err=$1
-  if grep -q 'does not exist' -- "$err"; then
+  if grep -q 'Archive .* does not exist' -- "$err"; then
+    echo "no such archive in $BORG_REPO: $(grep -m1 -o 'Archive .* does not exist' -- "$err")"
+  elif grep -q 'does not exist' -- "$err"; then
     echo "the repository $BORG_REPO does not exist (create it with agent-backup --init)"
   elif grep -qi 'passphrase supplied in .* is incorrect\|passphrase .*incorrect' -- "$err"; then
     echo "wrong passphrase for $BORG_REPO"
