@@ -184,8 +184,8 @@ export interface DrillBoxArgs {
 export class DrillBox extends pulumi.ComponentResource {
   public readonly instanceId: pulumi.Output<string>;
   public readonly publicIp: pulumi.Output<string>;
-  /** ISO time after which the box is gone (createdAt + ttlHours). */
-  public readonly expiresAt: string;
+  /** ISO time after which the box is gone: its expiry tag, fixed when it was created. */
+  public readonly expiresAt: pulumi.Output<string>;
   /** The exact agent-drill command line run as root on the box. */
   public readonly drillCommandLine: pulumi.Output<string>;
   /** The drill report, validated by the drill-report schema. */
@@ -202,8 +202,8 @@ export class DrillBox extends pulumi.ComponentResource {
     const parent = { parent: this };
     const sourceDir = args.sourceDir ?? scriptsDir;
     const contentHash = scriptsContentHash(sourceDir);
-    this.expiresAt = new Date(args.createdAt.getTime() + args.ttlHours * 3600_000).toISOString();
-    const tags = { Name: `agent-drill-${args.tenant}`, tenant: args.tenant, drill: name, expiry: this.expiresAt };
+    const expiry = new Date(args.createdAt.getTime() + args.ttlHours * 3600_000).toISOString();
+    const tags = { Name: `agent-drill-${args.tenant}`, tenant: args.tenant, drill: name, expiry };
 
     // --- the box -------------------------------------------------------------------------------
     const loginKey = new tls.PrivateKey(`${name}-login`, { algorithm: "ED25519" }, parent);
@@ -320,6 +320,8 @@ export class DrillBox extends pulumi.ComponentResource {
 
     this.reportFile = verdict.environment.apply((env) => env?.DRILL_REPORT_FILE ?? args.reportFile);
 
+    // From the instance's state, not from this run's clock: a later `up` keeps the first expiry.
+    this.expiresAt = instance.tags.apply((t) => t?.expiry ?? expiry);
     this.instanceId = instance.id;
     this.publicIp = instance.publicIp;
     this.loginPrivateKey = pulumi.secret(loginKey.privateKeyOpenssh);

@@ -191,10 +191,11 @@ describe("drill stack: the box", () => {
     expect(instance.metadataOptions).toMatchObject({ httpTokens: "required", httpEndpoint: "enabled", httpPutResponseHopLimit: 1 });
   });
 
-  it("terminates itself at its time to live and says when in its tags", () => {
+  it("terminates itself at its time to live and says when in its tags", async () => {
     const instance = one("aws:ec2/instance:Instance").inputs;
     expect(instance.instanceInitiatedShutdownBehavior).toBe("terminate");
     expect(instance.tags).toEqual({ Name: "agent-drill-acme", tenant: "acme", drill: "drill-acme", expiry: "2026-11-25T13:00:00.000Z" });
+    expect(await promiseOf(outputs.expiresAt)).toBe("2026-11-25T13:00:00.000Z");
     expect(isWrappedSecret(instance.userData), "user data holds the host key: secret").toBe(true);
     const userData = unwrap(instance.userData) as string;
     expect(userData.startsWith("#cloud-config\n")).toBe(true);
