@@ -89,6 +89,12 @@ export function scriptsContentHash(sourceDir: string): string {
   return hash.digest("hex");
 }
 
+/** Creates the login user's staging directories: an SFTP copy of one file makes no parent directory. */
+export function stagingDirsCommand(): string {
+  const dirs = [...new Set(hostFiles.map(({ rel }) => path.posix.dirname(`${drillBoxPaths.staging}/${rel}`)))];
+  return `install -d -m 0700 ${dirs.join(" ")}`;
+}
+
 /** The script that moves the copied files into place as root, with the host install plan's modes. */
 export function installScriptsCommand(): string {
   const dirs = [...new Set(hostFiles.map(({ rel }) => path.posix.dirname(`${remoteSourceDir}/${rel}`)))];
@@ -269,13 +275,14 @@ export class DrillBox extends pulumi.ComponentResource {
       `sudo timeout ${waits.apt} apt-get -q update`,
       `sudo env DEBIAN_FRONTEND=noninteractive timeout ${waits.apt} apt-get -q install -y --no-install-recommends ${drillBoxPackages.join(" ")}`,
     ].join("\n"), {}, [booted]);
+    const staging = onBox("staging", stagingDirsCommand(), {}, [booted]);
     const copies = hostFiles.map(({ rel }) =>
       new command.remote.CopyToRemote(`${name}-copy-${rel.replace(/[^A-Za-z0-9]+/g, "-")}`, {
         connection,
         source: new pulumi.asset.FileAsset(path.join(sourceDir, rel)),
         remotePath: `${drillBoxPaths.staging}/${rel}`,
         triggers: [contentHash],
-      }, { ...parent, dependsOn: [booted] }));
+      }, { ...parent, dependsOn: [staging] }));
     const scripts = onBox("scripts", installScriptsCommand(), { triggers: [contentHash] }, copies);
 
     const repo = pulumi.output(args.repo);

@@ -14,6 +14,7 @@ import {
   reportVerdictScript,
   runDrillScript,
   scriptsContentHash,
+  stagingDirsCommand,
   writeRootOnlyFileScript,
 } from "../../components/drill-box";
 import { drillReportSchema, type DrillReport } from "../../components/drill-report";
@@ -184,6 +185,14 @@ describe("scripts on the box", () => {
     expect(script.split("\n").filter((l) => l.startsWith("sudo install -m "))).toHaveLength(hostFiles.length);
     expect(shellcheck(script, "bash").status).toBe(0);
     expect(drillBoxPaths.program.endsWith("/agent-drill")).toBe(true);
+  });
+
+  it("creates every staging directory the copies land in", () => {
+    const staging = path.join(dir, "staging");
+    const script = stagingDirsCommand().replaceAll(drillBoxPaths.staging, staging);
+    expect(run("bash", script).status).toBe(0);
+    for (const { rel } of hostFiles) expect(fs.statSync(path.dirname(path.join(staging, rel))).isDirectory()).toBe(true);
+    expect(fs.statSync(staging).mode & 0o777).toBe(0o700);
   });
 
   it("hashes the copied files so that a changed script re-runs the drill", () => {

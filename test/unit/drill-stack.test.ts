@@ -238,6 +238,9 @@ describe("drill stack: the same drill as the local one", () => {
       expect(install).toContain(`sudo install -m ${executable ? "0755" : "0644"} ${drillBoxPaths.staging}/${rel} ${remoteSourceDir}/${rel}`);
     }
     expect(drillBoxPaths.program).toBe(`${remoteSourceDir}/agent-drill`);
+    const staging = one("command:remote:Command", "-staging").inputs.create as string;
+    for (const { rel } of hostFiles) expect(staging).toContain(path.posix.dirname(`${drillBoxPaths.staging}/${rel}`));
+    expect(dependsOnByName.get("drill-acme-staging")).toEqual(["drill-acme-boot"]);
   });
 
   it("runs exactly drillCommand's line, as root, with the restore and verify arguments", async () => {
