@@ -12,6 +12,7 @@ import { stringify } from "yaml";
 import { drillCommand } from "./drill-command";
 import { DrillReport, parseDrillReport } from "./drill-report";
 import { hostFiles, remoteSourceDir, scriptsDir } from "./host-install-plan";
+import { matchesPattern } from "../config/patterns";
 
 /** The AWS account that publishes the official Debian images (wiki.debian.org/Cloud/AmazonEC2Image). */
 export const debianImageOwner = "136693071363";
@@ -20,13 +21,8 @@ export const drillBoxUser = "admin";
 /** What agent-drill needs on the box besides the scripts. */
 export const drillBoxPackages = ["borgbackup", "sqlite3", "jq"] as const;
 
-/** Fixed paths on the box. The secrets directory is root-only; nothing here comes from input. */
+/** Fixed paths on the box; nothing here comes from input. */
 export const drillBoxPaths = {
-  secretsDir: "/etc/agent-drill",
-  sshKey: "/etc/agent-drill/ssh_key",
-  passphrase: "/etc/agent-drill/passphrase",
-  knownHosts: "/etc/agent-drill/known_hosts",
-  report: "/var/lib/agent-drill/report.json",
   /** HERMES_HOME for the upstream installer, so the restore target stays empty until the restore. */
   installerHome: "/var/lib/agent-drill/installer-home",
   /** Where the login user receives the copied scripts before they are installed as root. */
@@ -34,6 +30,22 @@ export const drillBoxPaths = {
   /** agent-drill as copied from this repository (the host install plan's layout). */
   program: `${remoteSourceDir}/agent-drill`,
 } as const;
+
+/**
+ * The tenant's drill files on the box, in the local drill's layout (drill/lib/restore.ts): secrets
+ * in a root-only directory per tenant, the report beside the other tenants' reports.
+ */
+export function tenantDrillFiles(tenant: string) {
+  if (!matchesPattern("tenant", tenant)) throw new Error(`drill box: refusing tenant ${JSON.stringify(tenant)}`);
+  const dir = `/etc/agent-drill/${tenant}`;
+  return {
+    dir,
+    sshKey: `${dir}/ssh_key`,
+    passphrase: `${dir}/passphrase`,
+    knownHosts: `${dir}/known_hosts`,
+    report: `/var/lib/agent-drill/${tenant}-report.json`,
+  };
+}
 
 /** The systemd unit that powers the box off when its time to live runs out. */
 export const expiryUnit = "agent-drill-expiry";
@@ -106,7 +118,7 @@ export function installScriptsCommand(): string {
 }
 
 /** Writes stdin to one root-only file; the secret never appears on a command line. */
-export function writeRootOnlyFileScript(file: string, dir: string = drillBoxPaths.secretsDir): string {
+export function writeRootOnlyFileScript(file: string, dir: string): string {
   return `set -eu\nsudo install -d -m 0700 -o root -g root ${dir}\nsudo sh -c 'umask 077 && cat > ${file}'`;
 }
 
@@ -115,7 +127,7 @@ export function writeRootOnlyFileScript(file: string, dir: string = drillBoxPath
  * written, is the command's only stdout: a report is kept even when the drill is unhealthy, and the
  * verdict is taken from it. No report at all means the drill could not run: the command fails.
  */
-export function runDrillScript(drillLine: string, reportPath: string = drillBoxPaths.report): string {
+export function runDrillScript(drillLine: string, reportPath: string): string {
   return [
     `sudo rm -f ${reportPath}`,
     "rc=0",
@@ -207,6 +219,7 @@ export class DrillBox extends pulumi.ComponentResource {
     super("agent-backups:drill:DrillBox", name, {}, opts);
     const parent = { parent: this };
     const sourceDir = args.sourceDir ?? scriptsDir;
+    const files = tenantDrillFiles(args.tenant);
     const contentHash = scriptsContentHash(sourceDir);
     const expiry = new Date(args.createdAt.getTime() + args.ttlHours * 3600_000).toISOString();
     const tags = { Name: `agent-drill-${args.tenant}`, tenant: args.tenant, drill: name, expiry };
@@ -288,12 +301,12 @@ export class DrillBox extends pulumi.ComponentResource {
     const repo = pulumi.output(args.repo);
     const withNewline = (s: string) => (s.endsWith("\n") ? s : `${s}\n`);
     const secretFiles: [string, string, pulumi.Input<string>][] = [
-      ["drill-key", drillBoxPaths.sshKey, pulumi.secret(pulumi.output(args.drillPrivateKey).apply(withNewline))],
-      ["passphrase", drillBoxPaths.passphrase, pulumi.secret(args.passphrase)],
-      ["known-hosts", drillBoxPaths.knownHosts, repo.apply((r) => withNewline(r.knownHosts))],
+      ["drill-key", files.sshKey, pulumi.secret(pulumi.output(args.drillPrivateKey).apply(withNewline))],
+      ["passphrase", files.passphrase, pulumi.secret(args.passphrase)],
+      ["known-hosts", files.knownHosts, repo.apply((r) => withNewline(r.knownHosts))],
     ];
     const secrets = secretFiles.map(([step, file, content]) =>
-      onBox(step, writeRootOnlyFileScript(file), { stdin: content, logging: "none" }, [booted]));
+      onBox(step, writeRootOnlyFileScript(file, files.dir), { stdin: content, logging: "none" }, [booted]));
 
     const agentInstall = args.agentCheck === undefined ? [] : [onBox("agent-install", [
       "set -eu",
@@ -306,17 +319,17 @@ export class DrillBox extends pulumi.ComponentResource {
     this.drillCommandLine = repo.apply((r) => drillCommand({
       program: drillBoxPaths.program,
       repoUrl: r.repoUrl,
-      sshKeyFile: drillBoxPaths.sshKey,
-      knownHostsFile: drillBoxPaths.knownHosts,
-      passphraseFile: drillBoxPaths.passphrase,
+      sshKeyFile: files.sshKey,
+      knownHostsFile: files.knownHosts,
+      passphraseFile: files.passphrase,
       remoteBorg: r.remoteBorg,
       tenant: args.tenant,
       archive: args.archive,
       target: args.target,
       ...(args.agentCheck === undefined ? {} : { agentCheck: args.agentCheck }),
-      reportFile: drillBoxPaths.report,
+      reportFile: files.report,
     }));
-    const drill = onBox("drill", this.drillCommandLine.apply((line) => runDrillScript(line)), { triggers: [contentHash] },
+    const drill = onBox("drill", this.drillCommandLine.apply((line) => runDrillScript(line, files.report)), { triggers: [contentHash] },
       [packages, scripts, ...secrets, ...agentInstall]);
     this.report = drill.stdout.apply(parseDrillReport);
     const verdict = new command.local.Command(`${name}-verdict`, {

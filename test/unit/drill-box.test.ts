@@ -15,6 +15,7 @@ import {
   runDrillScript,
   scriptsContentHash,
   stagingDirsCommand,
+  tenantDrillFiles,
   writeRootOnlyFileScript,
 } from "../../components/drill-box";
 import { drillReportSchema, type DrillReport } from "../../components/drill-report";
@@ -106,7 +107,7 @@ describe("runDrillScript", () => {
   });
 
   it("is shellcheck clean", () => {
-    const r = shellcheck(runDrillScript("/usr/local/lib/agent-backup/install-source/agent-drill --tenant acme"), "bash");
+    const r = shellcheck(runDrillScript("/usr/local/lib/agent-backup/install-source/agent-drill --tenant acme", tenantDrillFiles("acme").report), "bash");
     expect(r.stdout + r.stderr).toBe("");
     expect(r.status).toBe(0);
   });
@@ -176,6 +177,19 @@ describe("renderUserData", () => {
     if (span.error) throw span.error;
     expect(span.status).toBe(0);
     expect(span.stdout).toMatch(/Human: 4h\b/);
+  });
+});
+
+describe("tenantDrillFiles", () => {
+  it("keeps each tenant's files apart, like the local drill, and refuses a bad tenant", () => {
+    expect(tenantDrillFiles("acme")).toEqual({
+      dir: "/etc/agent-drill/acme",
+      sshKey: "/etc/agent-drill/acme/ssh_key",
+      passphrase: "/etc/agent-drill/acme/passphrase",
+      knownHosts: "/etc/agent-drill/acme/known_hosts",
+      report: "/var/lib/agent-drill/acme-report.json",
+    });
+    expect(() => tenantDrillFiles("../root")).toThrow(/refusing tenant/);
   });
 });
 

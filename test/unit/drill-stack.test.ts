@@ -8,7 +8,7 @@ import * as path from "path";
 import { parse as parseYaml } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDrillConfig } from "../../config/drill";
-import { debianImageOwner, drillBoxPackages, drillBoxPaths, expiryUnit } from "../../components/drill-box";
+import { debianImageOwner, drillBoxPackages, drillBoxPaths, expiryUnit, tenantDrillFiles } from "../../components/drill-box";
 import { drillCommand } from "../../components/drill-command";
 import { drillReportSchema, type DrillReport } from "../../components/drill-report";
 import { hostFiles, remoteSourceDir } from "../../components/host-install-plan";
@@ -247,21 +247,24 @@ describe("drill stack: the same drill as the local one", () => {
     const expected = drillCommand({
       program: `${remoteSourceDir}/agent-drill`,
       repoUrl: tenants.acme.repoUrl,
-      sshKeyFile: drillBoxPaths.sshKey,
-      knownHostsFile: drillBoxPaths.knownHosts,
-      passphraseFile: drillBoxPaths.passphrase,
+      sshKeyFile: "/etc/agent-drill/acme/ssh_key",
+      knownHostsFile: "/etc/agent-drill/acme/known_hosts",
+      passphraseFile: "/etc/agent-drill/acme/passphrase",
       remoteBorg: "borg-1.4",
       tenant: "acme",
       archive: "latest",
       target: "/root/.hermes",
       agentCheck: "env HERMES_HOME=/root/.hermes hermes doctor",
-      reportFile: drillBoxPaths.report,
+      reportFile: "/var/lib/agent-drill/acme-report.json",
     });
     expect(await promiseOf(outputs.drillCommand)).toBe(expected);
     const create = one("command:remote:Command", "-drill").inputs.create as string;
     expect(create.split("\n")).toContain(`sudo ${expected} >&2 || rc=$?`);
-    expect(expected).toContain("--ssh-key /etc/agent-drill/ssh_key");
-    expect(expected).toContain("--passphrase-file /etc/agent-drill/passphrase");
+    expect(tenantDrillFiles("acme").sshKey).toBe("/etc/agent-drill/acme/ssh_key");
+    // The secret files are written where the command line points.
+    for (const [step, file] of [["-drill-key", "ssh_key"], ["-passphrase", "passphrase"], ["-known-hosts", "known_hosts"]]) {
+      expect(one("command:remote:Command", step).inputs.create).toContain(`cat > /etc/agent-drill/acme/${file}'`);
+    }
   });
 
   it("runs the drill only after the scripts, the secrets and the agent are in place", () => {
