@@ -97,11 +97,11 @@ describe("agent-maintain on an untampered month of daily archives", () => {
   });
 
   test("metrics report the run", () => {
-    const prom = fs.readFileSync(path.join(setup.metricsDir, `agent_maintain_${tenant}.prom`), "utf8");
-    expect(prom).toMatch(new RegExp(`^agent_maintain_success\\{tenant="${tenant}"\\} 1$`, "m"));
-    expect(prom).toMatch(/^agent_maintain_tamper_findings\{tenant="month"\} 0$/m);
-    expect(prom).toMatch(/^agent_maintain_pruned_archives\{tenant="month"\} 0$/m);
-    expect(prom).toMatch(/^agent_maintain_check_ok\{tenant="month"\} 1$/m);
+    const prom = fs.readFileSync(path.join(setup.metricsDir, `agent-maintain-${tenant}.prom`), "utf8");
+    expect(prom).toMatch(new RegExp(`^agent_maintain_last_run_success\\{archive_prefix="${tenant}"\\} 1$`, "m"));
+    expect(prom).toMatch(/^agent_maintain_tamper_findings\{archive_prefix="month"\} 0$/m);
+    expect(prom).toMatch(/^agent_maintain_pruned_archives\{archive_prefix="month"\} 0$/m);
+    expect(prom).toMatch(/^agent_maintain_check_ok\{archive_prefix="month"\} 1$/m);
   });
 
   test("a run without a recorded state refuses and writes nothing", () => {

@@ -87,8 +87,8 @@ function expectDetectedWithoutWrites(tenant: Attack, finding: RegExp): string {
   expect(fs.readFileSync(t.setup.stateFile).equals(stateBefore)).toBe(true);
   expect(fs.statSync(t.setup.stateFile).mtimeMs).toBe(stateMtime);
   expect(fs.existsSync(path.join(t.setup.stateDir, "prune-pending.json"))).toBe(false);
-  const prom = fs.readFileSync(path.join(t.setup.metricsDir, `agent_maintain_${tenant}.prom`), "utf8");
-  expect(prom).toMatch(new RegExp(`^agent_maintain_success\\{tenant="${tenant}"\\} 0$`, "m"));
+  const prom = fs.readFileSync(path.join(t.setup.metricsDir, `agent-maintain-${tenant}.prom`), "utf8");
+  expect(prom).toMatch(new RegExp(`^agent_maintain_last_run_success\\{archive_prefix="${tenant}"\\} 0$`, "m"));
   return r.stderr;
 }
 
