@@ -2,11 +2,12 @@
 // [--readme-only]`: builds an agent home at the chosen scale, measures the SQLite copy methods and
 // the side-by-side nights (see bench/README.md), writes bench/results/<scale>.json and regenerates
 // bench/README.md from every results file.
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { startStorageBox, type StorageBox } from "../test/lib/storage-box";
 import { AGENT_BACKUP, oneNight, runTenants, type NightRun } from "./lib/backup-flow";
-import { generateHome, type HomeInfo, type HomeScale } from "./lib/home";
+import { generateHome, REPO_ROOT, type HomeInfo, type HomeScale } from "./lib/home";
 import { machineInfo } from "./lib/machine";
 import { progress, requireTools } from "./lib/measure";
 import { BENCH_DIR, RESULTS_DIR, writeReadme } from "./lib/readme";
@@ -16,7 +17,7 @@ import { sqliteCopyBench, type SqliteCopyResult } from "./lib/sqlite-copy";
 /** The scales: `default` is the one the issue's goals are held to; `quick` fits in 5 minutes. */
 const SCALES: Record<string, HomeScale> = {
   default: { sessions: 20000, stateDbMb: 1024, deadWeightMb: 5120, profiles: 2, seed: 7 },
-  quick: { sessions: 500, stateDbMb: 32, deadWeightMb: 512, profiles: 1, seed: 7 },
+  quick: { sessions: 300, stateDbMb: 16, deadWeightMb: 128, profiles: 1, seed: 7 },
 };
 const WRITER_RATE = 250; // commits per second, above the issue's floor of 200
 
@@ -57,6 +58,13 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
+/** Which code was measured: HEAD, and the files under test that differ from it. */
+function sourceState(): { head: string; uncommitted: string[] } {
+  const git = (args: string[]): string => spawnSync("git", args, { cwd: REPO_ROOT, encoding: "utf8" }).stdout?.trim() ?? "";
+  const status = git(["status", "--porcelain", "--", "scripts", "test/fixtures", "test/lib", "bench"]);
+  return { head: git(["rev-parse", "HEAD"]) || "unknown", uncommitted: status.split("\n").filter(Boolean) };
+}
+
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
   if (o.readmeOnly) {
@@ -68,6 +76,7 @@ async function main(): Promise<number> {
   const scale = SCALES[o.scale]!;
   const started = Date.now();
   const machine = machineInfo();
+  const source = sourceState();
   const work = path.join(BENCH_DIR, "work", `${o.scale}-${new Date().toISOString().replace(/[-:.]/g, "").slice(0, 15)}`);
   fs.mkdirSync(work, { recursive: true });
   const errors: string[] = [];
@@ -127,6 +136,7 @@ async function main(): Promise<number> {
   const rs = ratios(nights, home);
   const results: BenchResults = {
     kind: RESULTS_KIND,
+    source,
     scale: o.scale,
     date: new Date(started).toISOString(),
     durationSeconds: (Date.now() - started) / 1000,

@@ -34,7 +34,7 @@ function benchSection(r: BenchResults, file: string): string[] {
   const L: string[] = [];
   L.push(`## Scale \`${r.scale}\` (${file})`, "");
   L.push(`- Date: ${r.date}; the whole run took ${(r.durationSeconds / 60).toFixed(1)} min.`);
-  L.push(`- Command: \`${r.invocation}\``);
+  L.push(`- Command: \`${r.invocation}\` at commit ${r.source?.head.slice(0, 12) ?? "unknown"}${r.source?.uncommitted.length ? ` (uncommitted under test: ${r.source.uncommitted.map((u) => u.trim()).join(", ")})` : ""}`);
   const m = r.machine;
   L.push(`- Machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGb} GiB RAM, ${m.os}, ${m.kernel}; load at start ${m.loadAverageAtStart.join(" ")}.`);
   L.push(`- Tools: ${Object.entries(m.versions).map(([k, v]) => `${k} ${v}`).join("; ")}.`);

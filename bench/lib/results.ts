@@ -37,6 +37,8 @@ export interface Goal {
 
 export interface BenchResults {
   kind: typeof RESULTS_KIND;
+  /** The commit the run started from, and which files under test differed from it. */
+  source: { head: string; uncommitted: string[] };
   scale: string;
   date: string;
   durationSeconds: number;
@@ -89,6 +91,7 @@ export function ratios(nights: NightRun[], home: HomeInfo | null): Ratio[] {
   if (nights.length === 0) return [];
   const homeBytes = home?.apparentBytes ?? NaN;
   return [
+    ratio("preciousOfHome", "precious files as the patterns select them (before staging) / the home's apparent bytes", nights, (n) => n.preciousBytes / homeBytes),
     ratio("backupSetOfHome", "agent-backup archive's original bytes / the home's apparent bytes", nights, (n) => borgBytes(n, "agentFull", "original") / homeBytes),
     ratio("storedOfHome", "agent-backup full, deduplicated+compressed bytes stored / the home's apparent bytes", nights, (n) => borgBytes(n, "agentFull", "deduplicated") / homeBytes),
     ratio("fullVsFloor", "agent-backup full wall / plain borg create of the quiesced precious copy", nights, (n) => wall(n, "agentFull") / wall(n, "floorBorg")),
@@ -120,6 +123,8 @@ export function judgeGoals(rs: Ratio[], sq: SqliteCopyResult | null, scale: stri
   const goals: Goal[] = [];
   const setGoal = ratioGoal(rs, "backupSetOfHome", "The backup set is under 5% of the home's bytes (held at the default scale)", 0.05, true, true);
   if (scale !== "default" && setGoal.met !== null) setGoal.margin += ` (at the ${scale} scale; the goal is held at the default scale)`;
+  const precious = rs.find((x) => x.name === "preciousOfHome");
+  if (precious && Number.isFinite(precious.median)) setGoal.measured += `; the precious files alone are ${pct(precious.median)} of the home`;
   goals.push(setGoal);
   goals.push(ratioGoal(rs, "fullVsFloor", "Full backup within 1.3x of plain borg create of the quiesced precious set", 1.3, false, false));
   goals.push(ratioGoal(rs, "incrementalVsFull", "Nightly incremental under 10% of the full backup's wall time", 0.1, true, true));
