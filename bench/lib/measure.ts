@@ -19,7 +19,7 @@ export interface Measured {
 export interface RunOptions {
   cwd?: string;
   env?: NodeJS.ProcessEnv;
-  /** Kill the command (SIGTERM, then SIGKILL) after this many seconds. */
+  /** Kill the command (SIGTERM, then SIGKILL) after this many seconds (default: 2 hours). */
   timeoutSeconds?: number;
   /** Bytes written to the command's stdin. */
   input?: string;
@@ -28,6 +28,8 @@ export interface RunOptions {
 }
 
 const GNU_TIME = "/usr/bin/time";
+/** No step of the benchmark may run unbounded: even the default scale's steps take minutes. */
+const DEFAULT_TIMEOUT_SECONDS = 7200;
 
 /** Fails with a clear message when a tool the benchmark relies on is missing. */
 export function requireTools(tools: string[]): void {
@@ -52,20 +54,18 @@ export function measure(argv: string[], opts: RunOptions = {}): Promise<Measured
   child.stderr?.on("data", (b: Buffer) => err.push(b));
   child.stdin!.end(opts.input ?? "");
   const started = process.hrtime.bigint();
-  let timer: NodeJS.Timeout | undefined;
+  let timer: NodeJS.Timeout;
   let killTimer: NodeJS.Timeout | undefined;
   let timedOut = false;
-  if (opts.timeoutSeconds !== undefined) {
-    timer = setTimeout(() => {
-      timedOut = true;
-      killTree(child.pid, "SIGTERM");
-      killTimer = setTimeout(() => killTree(child.pid, "SIGKILL"), 5000);
-    }, opts.timeoutSeconds * 1000);
-  }
+  timer = setTimeout(() => {
+    timedOut = true;
+    killTree(child.pid, "SIGTERM");
+    killTimer = setTimeout(() => killTree(child.pid, "SIGKILL"), 5000);
+  }, (opts.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS) * 1000);
   return new Promise((resolve, reject) => {
     child.on("error", reject);
     child.on("close", (code, signal) => {
-      if (timer) clearTimeout(timer);
+      clearTimeout(timer);
       if (killTimer) clearTimeout(killTimer);
       const wall = Number(process.hrtime.bigint() - started) / 1e9;
       let cpu = NaN;
@@ -108,7 +108,7 @@ export async function mustMeasure(argv: string[], opts: RunOptions = {}): Promis
 export function run(argv: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {}): string {
   const [cmd, ...args] = argv;
   if (cmd === undefined) throw new Error("run: empty command");
-  const r = spawnSync(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, input: opts.input, encoding: "utf8", maxBuffer: 1 << 30 });
+  const r = spawnSync(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, input: opts.input, encoding: "utf8", maxBuffer: 1 << 30, timeout: DEFAULT_TIMEOUT_SECONDS * 1000 });
   if (r.error) throw r.error;
   if (r.status !== 0) {
     throw new Error(`command failed (exit ${r.status}): ${argv.join(" ")}\n${(r.stderr || r.stdout).trim().split("\n").slice(-15).join("\n")}`);
