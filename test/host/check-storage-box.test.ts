@@ -1,0 +1,140 @@
+// scripts/check-storage-box against the loopback storage box: a correctly set up box passes every
+// check; each kind of misconfiguration it exists to catch makes it fail, naming the check.
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { keyRoleNames, renderAuthorizedKeys, type KeyRoleName } from "../../components/key-roles";
+import { startStorageBox, type StorageBox } from "../lib/storage-box";
+
+const root = path.resolve(__dirname, "..", "..");
+const wrapper = path.join(root, "scripts", "check-storage-box");
+
+let box: StorageBox;
+let authorizedKeysFile: string;
+let original: string;
+
+beforeAll(async () => {
+  box = await startStorageBox({ tenants: ["acme", "globex"] });
+  for (const t of ["acme", "globex"]) {
+    const init = box.borg(t, "push", ["init", "-e", "repokey-blake2"]);
+    expect(init.status, init.stderr).toBe(0);
+  }
+  const acme = box.tenants.acme!;
+  authorizedKeysFile = path.join(path.dirname(acme.repoPath), ".ssh", "authorized_keys");
+  original = fs.readFileSync(authorizedKeysFile, "utf8");
+});
+afterAll(async () => {
+  await box?.stop();
+});
+
+function args(over: Record<string, string> = {}): string[] {
+  const acme = box.tenants.acme!;
+  const a: Record<string, string> = {
+    tenant: "acme",
+    repo: acme.repoUrl,
+    "restrict-path": acme.repoPath,
+    "remote-borg": "borg",
+    "known-hosts": box.knownHosts,
+    "passphrase-file": acme.passphraseFile,
+    "push-key": acme.keys.push,
+    "drill-key": acme.keys.drill,
+    "maintenance-key": acme.keys.maintenance,
+    "other-repo": box.tenants.globex!.repoUrl,
+    "authorized-keys": authorizedKeysFile,
+    ...over,
+  };
+  return Object.entries(a).flatMap(([k, v]) => [`--${k}`, v]);
+}
+
+function check(argv: string[]) {
+  const r = spawnSync(wrapper, argv, { encoding: "utf8", env: { ...process.env, ...box.clientEnv }, timeout: 110_000 });
+  const lines = r.stdout.split("\n").filter((l) => l !== "");
+  return { status: r.status, lines, stderr: r.stderr, failed: lines.filter((l) => l.startsWith("FAIL")) };
+}
+
+/** Replace the authorized_keys line of one role (owner and mode stay, the file is rewritten in place). */
+function withKeyLine(role: KeyRoleName, line: (pub: string) => string): void {
+  const pub = fs.readFileSync(`${box.tenants.acme!.keys[role]}.pub`, "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
+  const lines = original.split("\n").map((l) => (l.endsWith(` ${role}@acme`) ? line(pub) : l));
+  fs.writeFileSync(authorizedKeysFile, lines.join("\n"));
+}
+
+describe("check-storage-box against the loopback storage box", () => {
+  test("a correctly set up box: every check passes, one line each, exit 0", () => {
+    const r = check(args());
+    expect(r.status, r.lines.join("\n") + r.stderr).toBe(0);
+    expect(r.failed).toEqual([]);
+    const checks = r.lines.filter((l) => /^(ok|FAIL) /.test(l));
+    // authorized_keys, push info+create, drill list+extract, 6 per role, maintenance delete.
+    expect(checks).toHaveLength(1 + 2 + 2 + 6 * keyRoleNames.length + 1);
+    expect(r.lines).toContain("all 24 checks passed");
+    for (const what of ["gets no shell", "gets no sftp", "is refused a sibling path", "cannot open another tenant's repository", "cannot write into the snapshot directory"]) {
+      for (const role of keyRoleNames) expect(checks.some((l) => l.startsWith("ok") && l.includes(role) && l.includes(what)), `${role} ${what}`).toBe(true);
+    }
+    // The check archive was removed by the maintenance key.
+    const list = box.borg("acme", "maintenance", ["list", "--short"]);
+    expect(list.stdout.trim()).toBe("");
+  });
+
+  test("a push key without a forced command (a shell) is caught", () => {
+    withKeyLine("push", (pub) => `${pub} push@acme`);
+    try {
+      const r = check(args());
+      expect(r.status).toBe(1);
+      expect(r.failed.some((l) => /push\s+gets no shell/.test(l))).toBe(true);
+      expect(r.failed.some((l) => /authorized_keys holds exactly/.test(l))).toBe(true);
+    } finally {
+      fs.writeFileSync(authorizedKeysFile, original);
+    }
+  });
+
+  test("a push key without --append-only is caught in the deployed authorized_keys", () => {
+    withKeyLine("push", (pub) => `command="borg serve --restrict-to-repository ${box.tenants.acme!.repoPath}",restrict ${pub} push@acme`);
+    try {
+      const r = check(args());
+      expect(r.status).toBe(1);
+      // Append-only cannot be observed from a client: the deployed line is what tells.
+      expect(r.failed, r.failed.join("\n")).toHaveLength(1);
+      expect(r.failed[0]).toMatch(/authorized_keys holds exactly one forced, restricted line per role \(1 unexpected line\(s\), first: command="borg serve --restrict/);
+    } finally {
+      fs.writeFileSync(authorizedKeysFile, original);
+    }
+  });
+
+  test("a wrong remote borg command on the box is named", () => {
+    const pubs = Object.fromEntries(keyRoleNames.map((r) => [r, fs.readFileSync(`${box.tenants.acme!.keys[r]}.pub`, "utf8")])) as Record<KeyRoleName, string>;
+    fs.writeFileSync(authorizedKeysFile, renderAuthorizedKeys("acme", pubs, "borg-9.9", box.tenants.acme!.repoPath));
+    try {
+      const r = check(args({ "remote-borg": "borg-9.9" }));
+      expect(r.status).toBe(1);
+      expect(r.failed.some((l) => /answers through the forced command \(borg-9\.9 serve\) \((remote borg command borg-9\.9 not found|the box closed the connection: is the remote borg command borg-9\.9 right)/.test(l)), r.lines.join("\n")).toBe(true);
+      expect(r.failed.some((l) => /drill\s+extracts/.test(l))).toBe(true);
+    } finally {
+      fs.writeFileSync(authorizedKeysFile, original);
+    }
+  });
+
+  test("a restrict path that is not the repository's is caught", () => {
+    const r = check(args({ "restrict-path": "/home/borg" }));
+    expect(r.status).toBe(1);
+    expect(r.failed, r.failed.join("\n")).toHaveLength(1);
+    expect(r.failed[0]).toMatch(/authorized_keys holds exactly/);
+  });
+
+  test("keys that open another tenant's repository are caught", () => {
+    // Pretend acme's repo is "the other tenant": the keys open it, which must count as a surprise.
+    const r = check(args({ "other-repo": box.tenants.acme!.repoUrl }));
+    expect(r.status).toBe(1);
+    expect(r.failed.filter((l) => /cannot open another tenant's repository/.test(l))).toHaveLength(3);
+  });
+
+  test("bad usage: exit 2, every problem named, nothing run", () => {
+    const r = check(args({ tenant: "acme;reboot", "push-key": "/nonexistent/key", repo: "ssh://u@h:23/./borg x" }));
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('--tenant: refusing "acme;reboot"');
+    expect(r.stderr).toContain("--push-key: no such file /nonexistent/key");
+    expect(r.stderr).toContain("--repo: refusing");
+    expect(r.lines).toEqual([]);
+  });
+});
