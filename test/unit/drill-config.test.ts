@@ -1,5 +1,8 @@
 // The drill stack's config: defaults, and a clear error naming the key for every bad value.
 import * as pulumi from "@pulumi/pulumi";
+import * as fs from "fs";
+import * as path from "path";
+import { parse as parseYaml } from "yaml";
 import { afterEach, describe, expect, it } from "vitest";
 import { ConfigError } from "../../config/common";
 import { cidrProblems, defaultAgentInstallUrl, drillConfigKeys, loadDrillConfig, parseDrillConfig } from "../../config/drill";
@@ -115,5 +118,19 @@ describe("loadDrillConfig", () => {
   it("reports a bad stack value with its full key", () => {
     pulumi.runtime.setAllConfig({ "agent-backups:prodStack": minimal.prodStack, "agent-backups:tenant": "acme" });
     expect(() => loadDrillConfig()).toThrow(/agent-backups:region: required[\s\S]*agent-backups:sshCidr: required/);
+  });
+});
+
+describe("Pulumi.drill.yaml", () => {
+  it("is a valid drill config as committed, and sets every required key", () => {
+    const file = parseYaml(fs.readFileSync(path.join(__dirname, "..", "..", "Pulumi.drill.yaml"), "utf8")) as { config: Record<string, unknown> };
+    const raw = Object.fromEntries(Object.entries(file.config).map(([k, v]) => {
+      expect(k.startsWith("agent-backups:"), k).toBe(true);
+      // The Pulumi CLI hands every value over as a string.
+      return [k.slice("agent-backups:".length), String(v)];
+    }));
+    const config = parseDrillConfig(raw);
+    expect(config.ttlHours).toBe(4);
+    for (const key of ["prodStack", "tenant", "region", "sshCidr"]) expect(raw, key).toHaveProperty(key);
   });
 });
