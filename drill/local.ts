@@ -138,8 +138,8 @@ async function main(): Promise<number> {
       const spec = (name: string, hostname: string, netns: string) => ({ name, hostname, rootfs, runDir, netns, controlPublicKey: controlKey.publicKey });
       // Boxes boot in parallel; each registers its own teardown as soon as it exists.
       const booted = await Promise.all([
-        Box.create(spec(netnsName(runId, "st"), "storage", storageNs), teardown),
-        ...nets.map((n, i) => Box.create(spec(n.ns, n.role === "rs" ? "restore" : `agent-${names[i]}`, n.ns), teardown)),
+        Box.create(spec(netnsName(runId, "st"), "storage", storageNs), teardown, (l) => progress.line(l)),
+        ...nets.map((n, i) => Box.create(spec(n.ns, n.role === "rs" ? "restore" : `agent-${names[i]}`, n.ns), teardown, (l) => progress.line(l))),
       ]);
       boxes.push(...booted);
       const [storage, ...rest] = booted;

@@ -28,8 +28,11 @@ export class Teardown {
     abort.tearingDown = true; // undo steps run their commands even after an interrupt
     const failed: string[] = [];
     for (const undo of this.undos.reverse()) {
+      const t0 = Date.now();
       try {
         await withTimeout(undo.fn(), 60_000, undo.title);
+        const secs = (Date.now() - t0) / 1000;
+        if (secs >= 2) progress.line(`  ${undo.title}: ${secs.toFixed(1)}s`);
       } catch (err) {
         failed.push(undo.title);
         progress.line(`teardown: ${undo.title} failed: ${(err as Error).message}`);
