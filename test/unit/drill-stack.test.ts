@@ -220,6 +220,12 @@ describe("drill stack: the box", () => {
     expect(unwrap(connection.privateKey)).toContain("drill-acme-login");
   });
 
+  it("needs nothing from the box to be destroyed: no step has a delete command", () => {
+    const onBox = [...byType("command:remote:Command"), ...byType("command:remote:CopyToRemote"), ...byType("command:local:Command")];
+    expect(onBox.length).toBeGreaterThan(hostFiles.length);
+    for (const r of onBox) expect(r.inputs.delete, r.name).toBeUndefined();
+  });
+
   it("installs borg, sqlite3 and jq", () => {
     const create = one("command:remote:Command", "-packages").inputs.create as string;
     expect(create).toContain(`apt-get -q install -y --no-install-recommends ${drillBoxPackages.join(" ")}`);
