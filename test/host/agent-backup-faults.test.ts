@@ -1,0 +1,290 @@
+// agent-backup under bad input and faults, each for real. After each: a clear message and a
+// non-zero exit, the live home unmodified, `borg check` passing, and the next run succeeding.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
+import * as http from "node:http";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { cleanupTemp, fingerprint, makeAgentHome, runScript, tempDir } from "../lib/agent-home";
+import { scriptsDir, startStorageBox, type StorageBox } from "../lib/storage-box";
+
+let box: StorageBox;
+let work: string;
+let home: string;
+
+beforeAll(async () => {
+  box = await startStorageBox({ tenants: ["acme", "fresh"] });
+  work = tempDir();
+  home = makeAgentHome(path.join(work, "home"), { sessions: 20 }).home;
+  const init = runScript("agent-backup", ["--config", box.writeConfig("acme", { agentHome: home }), "--init"], box.clientEnv);
+  expect(init.status, init.stderr).toBe(0);
+});
+
+afterAll(async () => {
+  await box?.stop();
+  cleanupTemp();
+});
+
+function archives(): string[] {
+  const r = box.borg("acme", "maintenance", ["list", "--short"]);
+  expect(r.status, r.stderr).toBe(0);
+  return r.stdout.split("\n").filter(Boolean);
+}
+
+/** Runs the fault, then checks what must hold after any fault. */
+async function afterFault(fault: () => Promise<void> | void, opts: { agentHome?: string } = {}): Promise<void> {
+  const agentHome = opts.agentHome ?? home;
+  const before = fingerprint(agentHome);
+  const count = archives().length;
+  await fault();
+  expect(fingerprint(agentHome), "the live home is unmodified").toEqual(before);
+  const check = box.borg("acme", "maintenance", ["check"]);
+  expect(check.status, `borg check: ${check.stderr}`).toBe(0);
+  expect(archives().length, "no archive from the failed run").toBe(count);
+  const next = runScript("agent-backup", ["--config", box.writeConfig("acme", { agentHome })], box.clientEnv);
+  expect(next.status, `the next run: ${next.stderr}`).toBe(0);
+  expect(archives().length).toBe(count + 1);
+}
+
+function backup(config: string, env: NodeJS.ProcessEnv = box.clientEnv) {
+  return runScript("agent-backup", ["--config", config], env);
+}
+
+describe("agent-backup: bad config", () => {
+  test("unknown key, missing key, bad value, readable by others: exit 2 with a clear message", () => {
+    const cases: [Record<string, string | null>, RegExp][] = [
+      [{ COLOUR: "blue" }, /unknown key COLOUR/],
+      [{ PASSPHRASE_FILE: null }, /missing required key PASSPHRASE_FILE/],
+      [{ AGENT_HOME: "/tmp/x;rm -rf /" }, /AGENT_HOME: refusing value/],
+      [{ BORG_REPO: "ssh://u@host:23/../../etc" }, /BORG_REPO: refusing/],
+      [{ LOCK_WAIT: "soon" }, /LOCK_WAIT: refusing/],
+    ];
+    for (const [override, message] of cases) {
+      const r = backup(box.writeConfig("acme", { agentHome: home, override }));
+      expect(r.status, JSON.stringify(override)).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
+    const loose = box.writeConfig("acme", { agentHome: home });
+    fs.chmodSync(loose, 0o644);
+    const r = backup(loose);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/lets others read it/);
+    expect(runScript("agent-backup", ["--help"]).status).toBe(2);
+  });
+});
+
+describe("agent-backup: faults", () => {
+  test("a missing agent home", async () => {
+    await afterFault(() => {
+      const r = backup(box.writeConfig("acme", { agentHome: path.join(work, "no-such-home") }));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/agent home .*no-such-home does not exist/);
+    });
+  });
+
+  test("an unreadable agent home (root without its read-any-file capabilities)", async () => {
+    await afterFault(() => {
+      fs.chmodSync(home, 0o000);
+      try {
+        const r = spawnSync(
+          "setpriv",
+          ["--bounding-set=-dac_override,-dac_read_search", "--", path.join(scriptsDir, "agent-backup"), "--config", box.writeConfig("acme", { agentHome: home })],
+          { env: box.clientEnv, encoding: "utf8" },
+        );
+        expect(r.status, r.stderr).toBe(1);
+        expect(r.stderr).toMatch(/agent home .* is not readable/);
+      } finally {
+        fs.chmodSync(home, 0o700);
+      }
+    });
+  });
+
+  test("a database held locked by another process", async () => {
+    await afterFault(async () => {
+      // Exclusive locking mode plus a write: no other connection can even read until it ends.
+      const holder = spawn("sqlite3", [path.join(home, "kanban.db")], { stdio: ["pipe", "pipe", "inherit"] });
+      holder.stdin!.write("PRAGMA locking_mode=EXCLUSIVE;\nBEGIN EXCLUSIVE;\nSELECT 'locked';\n");
+      await new Promise<void>((resolve) => holder.stdout!.once("data", () => resolve()));
+      try {
+        const r = backup(box.writeConfig("acme", { agentHome: home, lockWait: 2 }));
+        expect(r.status).toBe(1);
+        expect(r.stderr).toMatch(/SQLite store kanban\.db stayed locked for 2s/);
+      } finally {
+        holder.stdin!.end("ROLLBACK;\n");
+        await new Promise((r) => holder.once("exit", r));
+      }
+    });
+  });
+
+  test("a corrupt database", async () => {
+    const corrupt = path.join(tempDir(), "home");
+    makeAgentHome(corrupt, { profiles: 0 });
+    const db = path.join(corrupt, "projects.db");
+    const good = fs.readFileSync(db);
+    const bad = Buffer.from(good);
+    bad.fill(0x5a, 4096, 8192);
+    fs.writeFileSync(db, bad);
+    const before = fingerprint(corrupt);
+    const r = backup(box.writeConfig("acme", { agentHome: corrupt }));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/projects\.db: (the copy fails its integrity check|.*malformed)|cannot copy SQLite store projects\.db/);
+    expect(fingerprint(corrupt)).toEqual(before);
+    // Repaired (here: the good file back), the next run succeeds.
+    fs.writeFileSync(db, good);
+    await afterFault(() => undefined, { agentHome: corrupt });
+  });
+
+  test("a full staging disk", async () => {
+    const mnt = path.join(work, "small-staging");
+    fs.mkdirSync(mnt);
+    const m = spawnSync("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt], { encoding: "utf8" });
+    expect(m.status, `mount tmpfs: ${m.stderr}`).toBe(0);
+    try {
+      await afterFault(() => {
+        const r = backup(box.writeConfig("acme", { agentHome: home, stagingDir: path.join(mnt, "staging") }));
+        expect(r.status).toBe(1);
+        expect(r.stderr).toMatch(/No space left on device|database or disk is full/);
+        expect(r.stderr).toMatch(/staging by copy/);
+        expect(fs.readdirSync(path.join(mnt, "staging")).filter((f) => f.includes("stage"))).toEqual([]);
+      });
+    } finally {
+      spawnSync("umount", [mnt]);
+    }
+  });
+
+  test("an unreachable storage box", async () => {
+    await afterFault(() => {
+      const t = box.tenants.acme!;
+      const closed = `ssh://${t.user}@127.0.0.1:1${t.repoPath}`;
+      const r = backup(box.writeConfig("acme", { agentHome: home, override: { BORG_REPO: closed } }));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/no archive committed: cannot talk to the storage box: .*Connection refused/);
+    });
+  });
+
+  test("a wrong passphrase", async () => {
+    await afterFault(() => {
+      const wrong = path.join(work, "wrong-passphrase");
+      fs.writeFileSync(wrong, "not-the-passphrase\n", { mode: 0o600 });
+      const r = backup(box.writeConfig("acme", { agentHome: home, override: { PASSPHRASE_FILE: wrong } }));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/no archive committed: wrong passphrase/);
+    });
+  });
+
+  test("a repository that was never initialised", async () => {
+    await afterFault(() => {
+      const r = backup(box.writeConfig("fresh", { agentHome: home }));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/repository .* does not exist \(create it with agent-backup --init\)/);
+      expect(fs.existsSync(box.tenants.fresh!.repoPath)).toBe(false);
+    });
+  });
+
+  test("SSH killed in the middle of borg create", async () => {
+    const big = makeAgentHome(path.join(tempDir(), "home"), { stateDbMb: 120, profiles: 0 }).home;
+    await afterFault(
+      async () => {
+        const child = spawn(path.join(scriptsDir, "agent-backup"), ["--config", box.writeConfig("acme", { agentHome: big })], {
+          env: box.clientEnv,
+          stdio: ["ignore", "ignore", "pipe"],
+        });
+        let stderr = "";
+        child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+        const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+        const sshPid = await findSshUnderCreate(child);
+        expect(sshPid, `no ssh seen under borg create: ${stderr}`).toBeGreaterThan(0);
+        process.kill(sshPid, "SIGKILL");
+        expect(await exited).toBe(1);
+        expect(stderr).toMatch(/no archive committed/);
+      },
+      { agentHome: big },
+    );
+  });
+
+  test("two runs at once: the second waits up to LOCK_WAIT, then gives up clearly", async () => {
+    // A healthcheck endpoint that holds the first run's /start ping: the run holds its lock meanwhile.
+    const pings: string[] = [];
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    let startSeen: () => void = () => undefined;
+    const started = new Promise<void>((r) => (startSeen = r));
+    const server = http.createServer((req, res) => {
+      pings.push(req.url ?? "");
+      if (req.url === "/hc/start") {
+        startSeen();
+        void held.then(() => res.end("ok"));
+      } else res.end("ok");
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const port = (server.address() as { port: number }).port;
+    const before = fingerprint(home);
+    const count = archives().length;
+    try {
+      const first = spawn(path.join(scriptsDir, "agent-backup"), [
+        "--config", box.writeConfig("acme", { agentHome: home, healthcheckUrl: `http://127.0.0.1:${port}/hc` }),
+      ], { env: box.clientEnv, stdio: "ignore" });
+      const firstExit = new Promise<number | null>((r) => first.once("exit", (code) => r(code)));
+      await started;
+      const second = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const c = spawn(path.join(scriptsDir, "agent-backup"), ["--config", box.writeConfig("acme", { agentHome: home, lockWait: 1 })], {
+          env: box.clientEnv,
+          stdio: ["ignore", "ignore", "pipe"],
+        });
+        let err = "";
+        c.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+        c.once("exit", (code) => resolve({ code, stderr: err }));
+      });
+      expect(second.code).toBe(1);
+      expect(second.stderr).toMatch(/another agent-backup run for acme holds .*acme\.lock \(waited 1s\)/);
+      release();
+      expect(await firstExit).toBe(0);
+      // The refused run pinged nothing: the healthcheck saw the first run start and succeed.
+      expect(pings).toEqual(["/hc/start", "/hc"]);
+    } finally {
+      release();
+      server.close();
+    }
+    expect(fingerprint(home)).toEqual(before);
+    expect(archives().length).toBe(count + 1);
+    expect(box.borg("acme", "maintenance", ["check"]).status).toBe(0);
+    expect(backup(box.writeConfig("acme", { agentHome: home })).status).toBe(0);
+  });
+});
+
+/** The PID of the ssh client that borg create talks through, found in the test's own process tree. */
+async function findSshUnderCreate(root: ChildProcess): Promise<number> {
+  const children = (pid: number): number[] => {
+    try {
+      return fs
+        .readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+        .split(/\s+/)
+        .filter(Boolean)
+        .map(Number);
+    } catch {
+      return [];
+    }
+  };
+  const cmdline = (pid: number) => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    } catch {
+      return [];
+    }
+  };
+  // Bounded: 6000 polls of 10 ms.
+  for (let i = 0; i < 6000 && root.exitCode === null; i++) {
+    const stack = [root.pid!];
+    while (stack.length > 0) {
+      const pid = stack.pop()!;
+      const cmd = cmdline(pid);
+      if (cmd.some((a) => /borg$/.test(a)) && cmd.includes("create")) {
+        const ssh = children(pid).find((c) => path.basename(cmdline(c)[0] ?? "") === "ssh");
+        if (ssh) return ssh;
+      }
+      stack.push(...children(pid));
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return -1;
+}
