@@ -220,6 +220,11 @@ export class DrillBox extends pulumi.ComponentResource {
     const parent = { parent: this };
     const sourceDir = args.sourceDir ?? scriptsDir;
     const files = tenantDrillFiles(args.tenant);
+    // These reach shell commands here; config/drill.ts checked them, a direct caller may not have.
+    if (!matchesPattern("url", args.agentInstallUrl)) throw new Error(`drill box: refusing agent installer URL ${JSON.stringify(args.agentInstallUrl)}`);
+    if (!matchesPattern("rel_path", args.reportFile) && !matchesPattern("abs_path", args.reportFile)) {
+      throw new Error(`drill box: refusing report file ${JSON.stringify(args.reportFile)}`);
+    }
     const contentHash = scriptsContentHash(sourceDir);
     const expiry = new Date(args.createdAt.getTime() + args.ttlHours * 3600_000).toISOString();
     const tags = { Name: `agent-drill-${args.tenant}`, tenant: args.tenant, drill: name, expiry };

@@ -8,7 +8,7 @@ import * as path from "path";
 import { parse as parseYaml } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDrillConfig } from "../../config/drill";
-import { debianImageOwner, drillBoxPackages, drillBoxPaths, expiryUnit, tenantDrillFiles } from "../../components/drill-box";
+import { DrillBox, debianImageOwner, drillBoxPackages, drillBoxPaths, expiryUnit, tenantDrillFiles } from "../../components/drill-box";
 import { drillCommand } from "../../components/drill-command";
 import { drillReportSchema, type DrillReport } from "../../components/drill-report";
 import { hostFiles, remoteSourceDir } from "../../components/host-install-plan";
@@ -224,6 +224,17 @@ describe("drill stack: the box", () => {
     const onBox = [...byType("command:remote:Command"), ...byType("command:remote:CopyToRemote"), ...byType("command:local:Command")];
     expect(onBox.length).toBeGreaterThan(hostFiles.length);
     for (const r of onBox) expect(r.inputs.delete, r.name).toBeUndefined();
+  });
+
+  it("refuses values that would reach a shell unchecked when built directly", () => {
+    const args = {
+      tenant: "acme", repo: tenants.acme, drillPrivateKey: drillKey, passphrase, archive: "latest", imageId: "ami-0123456789abcdef0",
+      instanceType: "t3.small", sshCidr: "203.0.113.7/32", ttlHours: 1, createdAt, rootVolumeGiB: 16, target: "/root/.hermes",
+      agentInstallUrl: "https://example.com/install.sh", reportFile: "drill-report.json", sourceDir: tree,
+    };
+    expect(() => new DrillBox("bad-url", { ...args, agentInstallUrl: "https://x/$(reboot)" })).toThrow(/refusing agent installer URL/);
+    expect(() => new DrillBox("bad-report", { ...args, reportFile: "a b; rm" })).toThrow(/refusing report file/);
+    expect(() => new DrillBox("bad-tenant", { ...args, tenant: "../etc" })).toThrow(/refusing tenant/);
   });
 
   it("installs borg, sqlite3 and jq", () => {
