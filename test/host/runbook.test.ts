@@ -1,0 +1,201 @@
+// docs/RESTORE.md is run, not just read: its `bash runbook:*` blocks are extracted and executed as
+// written against a loopback storage box holding real agent-backup archives: the restore on a
+// healthy repository, the rollback after a host deleted its archives, and the key import after it
+// changed the passphrase, each followed by the restore. The `bash operator` blocks (cloud, person)
+// are checked for syntax, and every option given to one of our scripts must be in its --help.
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { recoveryDocument } from "../../components/control-vault";
+import { cleanupTemp, makeAgentHome, tempDir } from "../lib/agent-home";
+import { archiveNames, lastTransaction, runScript, treeDigest, writeMaintainConfig } from "../lib/maintain-fixtures";
+import { repoRoot, scriptsDir, startStorageBox, type StorageBox } from "../lib/storage-box";
+
+const runbookFile = path.join(repoRoot, "docs", "RESTORE.md");
+const tenant = "acme";
+
+interface Block {
+  tag: string;
+  code: string;
+  line: number;
+}
+
+function blocks(): Block[] {
+  const text = fs.readFileSync(runbookFile, "utf8");
+  const out: Block[] = [];
+  for (const m of text.matchAll(/^```bash ([a-z:-]+)\n([\s\S]*?)^```$/gm)) {
+    out.push({ tag: m[1]!, code: m[2]!, line: text.slice(0, m.index).split("\n").length });
+  }
+  return out;
+}
+const codeOf = (tag: string) =>
+  blocks()
+    .filter((b) => b.tag === tag)
+    .map((b) => `# RESTORE.md line ${b.line}\n${b.code}`)
+    .join("\n");
+
+let box: StorageBox;
+let work: string;
+let home: string;
+let vars: Record<string, string>;
+let borgBase: string;
+
+/** Run the blocks of the given tags, in that order, in one strict bash, with the runbook's variables. */
+function runBlocks(tags: string[], overrides: Record<string, string> = {}) {
+  const script = tags.map(codeOf).join("\n");
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("BORG_")));
+  const r = spawnSync("bash", ["-euo", "pipefail", "-c", script], {
+    cwd: repoRoot,
+    env: { ...clean, ...vars, ...overrides, BORG_BASE_DIR: borgBase },
+    encoding: "utf8",
+    timeout: 600_000,
+  });
+  if (r.error) throw r.error;
+  return { status: r.status, out: `${r.stdout}\n${r.stderr}`, stdout: r.stdout };
+}
+
+/** The precious files the restored home must give back byte for byte. */
+function precious(dir: string): Record<string, string> {
+  const d = treeDigest(dir);
+  return Object.fromEntries(Object.entries(d).filter(([p]) => p === "SOUL.md" || p.startsWith("memories/")));
+}
+
+beforeAll(async () => {
+  box = await startStorageBox({ tenants: [tenant] });
+  work = tempDir("ab-runbook-");
+  borgBase = path.join(work, "borg");
+  home = makeAgentHome(path.join(work, "home"), { sessions: 10 }).home;
+  const t = box.tenants[tenant]!;
+
+  const config = box.writeConfig(tenant, { agentHome: home });
+  for (const args of [["--init"], [], []]) {
+    const r = runScript("agent-backup", ["--config", config, ...args], box.clientEnv);
+    if (r.status !== 0) throw new Error(`agent-backup ${args.join(" ")} failed: ${r.stderr}`);
+  }
+
+  // The maintenance job's trusted state, recorded by an earlier run.
+  const maintStateDir = path.join(work, "maint-state");
+  const maint = writeMaintainConfig(box, tenant, { STATE_DIR: maintStateDir });
+  const adopt = runScript("agent-maintain", ["--config", maint.config, "--adopt"]);
+  if (adopt.status !== 0) throw new Error(`adopt failed: ${adopt.stderr}`);
+
+  // What the control vault holds for the tenant, in its own format (components/control-vault.ts).
+  const recoveryDir = path.join(work, "recovery");
+  fs.mkdirSync(recoveryDir, { mode: 0o700 });
+  const read = (f: string) => fs.readFileSync(f, "utf8");
+  fs.writeFileSync(
+    path.join(recoveryDir, "recovery.json"),
+    recoveryDocument({
+      tenant,
+      repoUrl: t.repoUrl,
+      knownHosts: read(box.knownHosts),
+      remoteBorg: "borg",
+      passphrase: read(t.passphraseFile).trim(),
+      maintenancePrivateKey: read(t.keys.maintenance),
+      drillPrivateKey: read(t.keys.drill),
+      // As a command output captured by Pulumi: without the trailing newline.
+      repoKeyExport: read(maint.escrow).trimEnd(),
+      retention: { daily: 7, weekly: 4, monthly: 6 },
+    }),
+    { mode: 0o600 },
+  );
+
+  vars = {
+    TENANT: tenant,
+    VAULT_SECRET: `agent-backups/${tenant}/recovery`,
+    WORK: recoveryDir,
+    HERMES_HOME: path.join(work, "restored-1"),
+    ARCHIVE: "latest",
+    MAINT_STATE_DIR: maintStateDir,
+    REPO_DIR: t.repoPath,
+    TRUSTED_TX: String(lastTransaction(t.repoPath)),
+    BOX_MAIN: "u123456@u123456.your-storagebox.de",
+    PATH: `${scriptsDir}:${process.env.PATH}`,
+  };
+}, 900_000);
+
+afterAll(async () => {
+  await box?.stop();
+  cleanupTemp();
+});
+
+describe("docs/RESTORE.md", () => {
+  test("names exactly the variables this test gives its commands", () => {
+    const declared = blocks()
+      .filter((b) => b.tag === "runbook-vars")
+      .flatMap((b) => [...b.code.matchAll(/^([A-Z_]+)=/gm)].map((m) => m[1]));
+    expect(declared.sort()).toEqual(Object.keys(vars).sort());
+  });
+
+  test("has runnable blocks for the restore, the rollback and the key import", () => {
+    const tags = new Set(blocks().map((b) => b.tag));
+    for (const tag of ["runbook-vars", "runbook:material", "runbook:restore", "runbook:rollback", "runbook:key", "operator"]) {
+      expect(tags, tag).toContain(tag);
+    }
+    expect([...tags].every((t) => t === "operator" || t === "runbook-vars" || t.startsWith("runbook:"))).toBe(true);
+  });
+
+  test("every block is valid bash, and every option it gives our scripts exists", () => {
+    for (const b of blocks()) {
+      const syntax = spawnSync("bash", ["-n", "-c", b.code], { encoding: "utf8" });
+      expect(syntax.status, `RESTORE.md line ${b.line}: ${syntax.stderr}`).toBe(0);
+      const joined = b.code.replace(/\\\n/g, " ");
+      for (const line of joined.split("\n")) {
+        const cmd = /^\s*(agent-[a-z-]+)\s/.exec(line)?.[1];
+        if (!cmd) continue;
+        const script = path.join(scriptsDir, cmd);
+        expect(fs.existsSync(script), `RESTORE.md line ${b.line}: no script ${cmd}`).toBe(true);
+        const help = spawnSync(script, ["--help"], { encoding: "utf8" });
+        const helpText = help.stdout + help.stderr;
+        for (const opt of line.match(/(?<=\s)--[a-z][a-z-]*/g) ?? []) {
+          expect(helpText, `RESTORE.md line ${b.line}: ${cmd} has no option ${opt}`).toContain(opt);
+        }
+      }
+    }
+  });
+
+  test("the restore path restores the latest archive and verifies it", () => {
+    const r = runBlocks(["runbook:material", "runbook:restore"]);
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).toMatch(/tamper check passed/);
+    expect(r.stdout).toMatch(new RegExp(`^${tenant}-\\d{4}-\\d{2}-\\d{2}T`, "m"));
+    expect(precious(vars.HERMES_HOME!)).toEqual(precious(home));
+    expect(fs.statSync(path.join(vars.WORK!, "passphrase")).mode & 0o077).toBe(0);
+  });
+
+  test("after a host deleted every archive: the rollback blocks bring them back, then the restore works", () => {
+    const before = archiveNames(box, tenant);
+    expect(before.length).toBe(2);
+    for (const a of before) expect(box.borg(tenant, "push", ["delete", `::${a}`]).status).toBe(0);
+    expect(archiveNames(box, tenant)).toEqual([]);
+    // The restore path refuses to go on: its tamper check fails first.
+    const refused = runBlocks(["runbook:material", "runbook:restore"], { HERMES_HOME: path.join(work, "refused") });
+    expect(refused.status).not.toBe(0);
+    expect(refused.out).toMatch(/TAMPER: archive vanished without a trusted prune/);
+    expect(fs.existsSync(path.join(work, "refused"))).toBe(false);
+
+    const r = runBlocks(["runbook:material", "runbook:rollback", "runbook:restore"], { HERMES_HOME: path.join(work, "restored-2") });
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).toMatch(/last trusted maintenance state: .*, 2 archives/);
+    expect(r.out).toMatch(/rolled back to transaction/);
+    expect(archiveNames(box, tenant).sort()).toEqual(before.sort());
+    expect(precious(path.join(work, "restored-2"))).toEqual(precious(home));
+  });
+
+  test("after a host changed the passphrase: the key block restores access, then the restore works", () => {
+    // A fresh attacker client: the box's own client state predates the rollback, and borg
+    // rightly refuses a repository that went back in time until that state is dropped.
+    const env = { ...box.borgEnv(tenant, "push"), BORG_BASE_DIR: path.join(work, "attacker"), BORG_NEW_PASSPHRASE: "attacker-owned" };
+    const changed = spawnSync("borg", ["key", "change-passphrase"], { env, encoding: "utf8" });
+    expect(changed.status, changed.stderr).toBe(0);
+    const refused = runBlocks(["runbook:material", "runbook:restore"], { HERMES_HOME: path.join(work, "refused-key") });
+    expect(refused.status).not.toBe(0);
+    expect(refused.out).toMatch(/TAMPER: repository key changed/);
+
+    const r = runBlocks(["runbook:material", "runbook:key", "runbook:restore"], { HERMES_HOME: path.join(work, "restored-3") });
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).toMatch(/key restored for repository/);
+    expect(precious(path.join(work, "restored-3"))).toEqual(precious(home));
+  });
+});
