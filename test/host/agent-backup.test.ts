@@ -218,6 +218,23 @@ describe("agent-backup", () => {
     expect(fs.readdirSync(staging).filter((f) => f.includes("stage"))).toEqual([]);
   });
 
+  test("a read-only home on its own mount (the service's view under ProtectHome): staged by copy, same set", () => {
+    const before = fingerprint(agent.home);
+    // In a private mount namespace of this test only: the home bind-mounted read-only over itself.
+    const r = spawnSync(
+      "unshare",
+      ["-m", "--propagation", "private", "sh", "-c", 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" --config "$3"', "sh",
+        agent.home, path.join(repoRoot, "scripts", "agent-backup"), config],
+      { env: box.clientEnv, encoding: "utf8" },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/staging by copy/);
+    expect(fingerprint(agent.home)).toEqual(before);
+    const latest = box.borg("acme", "maintenance", ["list", "--short", "--last", "1"]).stdout.trim();
+    const list = box.borg("acme", "maintenance", ["list", "--format", "{path}{NL}", `::${latest}`]);
+    expect(list.stdout.split("\n").filter(Boolean).sort()).toEqual(["."].concat(archivePaths()).sort());
+  });
+
   test("--key-export prints the repository key and nothing else on stdout", () => {
     const r = runScript("agent-backup", ["--config", config, "--key-export"], box.clientEnv);
     expect(r.status, r.stderr).toBe(0);
