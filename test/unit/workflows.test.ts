@@ -1,11 +1,14 @@
 // The CI workflows for users, parsed as GitHub reads them: their triggers, that the drill box is
 // always destroyed, and that secrets only come in through env and are never printed. Every run
-// script is also checked with shellcheck, as GitHub runs it (bash -e).
+// script is checked with shellcheck, and the ones that handle tenants and key material are run
+// for real against stand-ins for the pulumi and aws CLIs.
 import { spawnSync } from "child_process";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { parse as parseYaml } from "yaml";
-import { describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { recoveryDocument } from "../../components/control-vault";
 
 const root = path.join(__dirname, "..", "..");
 const workflowsDir = path.join(root, ".github", "workflows");
@@ -197,5 +200,124 @@ describe("maintenance.yml", () => {
     const written = [...fetch.matchAll(/echo "([A-Z_]+)=/g)].map((m) => m[1] as string);
     for (const key of required) expect(written, key).toContain(key);
     for (const key of written) expect([...required, ...optional], key).toContain(key);
+  });
+});
+
+// --- the run scripts, run for real against stand-ins for the pulumi and aws CLIs ----------------
+
+describe("run scripts, run for real", () => {
+  let dir: string;
+  let bin: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "workflows-"));
+    bin = path.join(dir, "bin");
+    fs.mkdirSync(bin);
+    const arns = { acme: "arn:aws:secretsmanager:eu-central-1:123456789012:secret:agent-backups/acme/recovery-AbCdEf" };
+    fs.writeFileSync(path.join(bin, "pulumi"), [
+      "#!/bin/bash",
+      'case "$*" in',
+      `  *"stack output tenants --json"*) echo '${JSON.stringify({ acme: {}, globex: {} })}' ;;`,
+      `  *"stack output vaultSecretArns --json"*) echo '${JSON.stringify(arns)}' ;;`,
+      '  *) echo "unexpected pulumi $*" >&2; exit 9 ;;',
+      "esac",
+    ].join("\n"), { mode: 0o755 });
+    fs.writeFileSync(path.join(bin, "aws"), [
+      "#!/bin/bash",
+      'echo "aws $*" >>"$FAKE_AWS_LOG"',
+      'if [[ $1 == secretsmanager ]]; then cat "$FAKE_RECOVERY"; fi',
+    ].join("\n"), { mode: 0o755 });
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  /** A step's script as GitHub runs it: bash --noprofile --norc -eo pipefail, from the checkout. */
+  function runStep(step: Step | undefined, env: Record<string, string>) {
+    expect(step?.run).toBeDefined();
+    const output = path.join(dir, "github_output");
+    fs.writeFileSync(output, "");
+    const r = spawnSync("bash", ["--noprofile", "--norc", "-eo", "pipefail", "-c", step?.run ?? ""], {
+      cwd: root,
+      encoding: "utf8",
+      env: { PATH: `${bin}:${process.env.PATH}`, GITHUB_OUTPUT: output, RUNNER_TEMP: dir, FAKE_AWS_LOG: path.join(dir, "aws.log"), ...env },
+    });
+    if (r.error) throw r.error;
+    const outputs = Object.fromEntries(fs.readFileSync(output, "utf8").split("\n").filter(Boolean).map((l) => l.split(/=(.*)/s).slice(0, 2)));
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr, outputs: outputs as Record<string, string> };
+  }
+
+  const tenantsStep = (w: Workflow) => (w.jobs.tenants as Job).steps.find((s) => s.id === "list");
+
+  it.each(["drill.yml", "maintenance.yml"])("%s: lists every tenant, or only the chosen one, and refuses a bad or unknown one", (file) => {
+    const step = tenantsStep(workflows[file] as Workflow);
+    const env = { PULUMI_ORG: "acme-org" };
+    expect(runStep(step, { ...env, TENANT_INPUT: "" }).outputs.list).toBe(file === "drill.yml" ? '["acme","globex"]' : '["acme"]');
+    expect(runStep(step, { ...env, TENANT_INPUT: "acme" }).outputs.list).toBe('["acme"]');
+    const unknown = runStep(step, { ...env, TENANT_INPUT: "initech" });
+    expect(unknown.status).toBe(1);
+    expect(unknown.stderr).toContain("tenant initech is not in the prod stack");
+    const bad = runStep(step, { ...env, TENANT_INPUT: "acme;reboot" });
+    expect(bad.status).toBe(2);
+    expect(bad.outputs.list).toBeUndefined();
+  });
+
+  it("maintenance: writes the key material root-only, masks every secret line first, and a config agent-maintain accepts", () => {
+    const material = {
+      tenant: "acme",
+      repoUrl: "ssh://u1-sub1@u1-sub1.your-storagebox.de:23/./borg",
+      knownHosts: "[u1-sub1.your-storagebox.de]:23 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIICf9svRenC/PLKIL9nk6K/pxQgoiFC41wTNvoIncOxs",
+      remoteBorg: "borg-1.4",
+      passphrase: "pass phrase 1",
+      maintenancePrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nbWFpbnRlbmFuY2Uta2V5LWxpbmUtMQ==\nbWFpbnRlbmFuY2Uta2V5LWxpbmUtMg==\n-----END OPENSSH PRIVATE KEY-----",
+      drillPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nZHJpbGw=\n-----END OPENSSH PRIVATE KEY-----",
+      repoKeyExport: "BORG_KEY 0123456789abcdef\nhqlhbGdvcml0aG2mc2hhMjU2\n",
+      retention: { daily: 7, weekly: 4, monthly: 6 },
+    };
+    const recovery = path.join(dir, "recovery.json");
+    fs.writeFileSync(recovery, recoveryDocument(material));
+    const step = (workflows["maintenance.yml"]?.jobs.maintain as Job).steps.find((s) => s.id === "fetch");
+    const r = runStep(step, { PULUMI_ORG: "acme-org", TENANT: "acme", STATE_BUCKET: "acme-maintenance-state", FAKE_RECOVERY: recovery });
+    expect(r.status, r.stderr).toBe(0);
+    const work = r.outputs.work as string;
+    expect(work).toBe(path.join(dir, "agent-maintain"));
+    for (const f of ["ssh_key", "passphrase", "key-export", "known_hosts", "agent-maintain.conf"]) {
+      expect(fs.statSync(path.join(work, f)).mode & 0o777, f).toBe(0o600);
+    }
+    expect(fs.statSync(work).mode & 0o777).toBe(0o700);
+    expect(fs.existsSync(path.join(work, "recovery.json"))).toBe(false);
+    expect(fs.readFileSync(path.join(work, "ssh_key"), "utf8")).toBe(`${material.maintenancePrivateKey}\n`);
+    expect(fs.readFileSync(path.join(work, "passphrase"), "utf8")).toBe(`${material.passphrase}\n`);
+
+    // Every secret line is masked; none is printed otherwise.
+    const secretLines = [material.passphrase, ...material.maintenancePrivateKey.split("\n"), ...material.repoKeyExport.split("\n")]
+      .filter((l) => l !== "" && !l.startsWith("-----"));
+    const masked = r.stdout.split("\n").filter((l) => l.startsWith("::add-mask::")).map((l) => l.slice("::add-mask::".length));
+    expect(masked.sort()).toEqual([...secretLines].sort());
+    const printed = (r.stdout + r.stderr).split("\n").filter((l) => !l.startsWith("::add-mask::")).join("\n");
+    for (const line of secretLines) expect(printed).not.toContain(line);
+
+    // The vault region comes from the ARN; the state is fetched from the tenant's own prefix.
+    const aws = fs.readFileSync(path.join(dir, "aws.log"), "utf8");
+    expect(aws).toContain("secretsmanager get-secret-value --region eu-central-1 --secret-id arn:aws:secretsmanager:eu-central-1:");
+    expect(aws).toContain(`s3 sync --only-show-errors s3://acme-maintenance-state/agent-maintain/acme/ ${work}/state/`);
+
+    // The config passes the project's own parser with agent-maintain's key lists.
+    const source = fs.readFileSync(path.join(root, "scripts", "agent-maintain"), "utf8");
+    const keys = (name: string) => new RegExp(`readonly ${name}="([^"]*)"`).exec(source)?.[1] ?? "";
+    const parse = spawnSync("bash", ["-c", 'source scripts/lib/common.sh; config_load "$1" "$2" "$3"; for k in "${!CFG[@]}"; do printf "%s=%s\\n" "$k" "${CFG[$k]}"; done',
+      "-", path.join(work, "agent-maintain.conf"), keys("REQUIRED_KEYS"), keys("OPTIONAL_KEYS")], { cwd: root, encoding: "utf8" });
+    expect(parse.status, parse.stderr).toBe(0);
+    const cfg = Object.fromEntries(parse.stdout.trim().split("\n").map((l) => l.split(/=(.*)/s).slice(0, 2)));
+    expect(cfg).toMatchObject({
+      BORG_REPO: material.repoUrl, REMOTE_BORG: "borg-1.4", ARCHIVE_PREFIX: "acme", KEEP_DAILY: "7", KEEP_WEEKLY: "4", KEEP_MONTHLY: "6",
+      SSH_KEY: `${work}/ssh_key`, PASSPHRASE_FILE: `${work}/passphrase`, KEY_EXPORT_FILE: `${work}/key-export`, STATE_DIR: `${work}/state`,
+    });
+  });
+
+  it("maintenance: refuses a vault ARN that is not a Secrets Manager secret", () => {
+    fs.writeFileSync(path.join(bin, "pulumi"), `#!/bin/bash\necho '{"acme":"arn:aws:s3:::bucket; rm -rf /"}'\n`, { mode: 0o755 });
+    const step = (workflows["maintenance.yml"]?.jobs.maintain as Job).steps.find((s) => s.id === "fetch");
+    const r = runStep(step, { PULUMI_ORG: "acme-org", TENANT: "acme", STATE_BUCKET: "b", FAKE_RECOVERY: "/dev/null" });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("unexpected vault secret ARN for acme");
+    expect(fs.existsSync(path.join(dir, "aws.log"))).toBe(false);
   });
 });
