@@ -88,11 +88,12 @@ export class HostBackup extends pulumi.ComponentResource {
     const stdin = pulumi
       .all([args.pushPrivateKey, args.passphrase, args.knownHosts])
       .apply(([sshPrivateKey, passphrase, knownHosts]) => pulumi.secret(hostInstallStdin({ sshPrivateKey, passphrase, knownHosts })));
-    // agent-install logs progress on stderr and never a secret; stdout stays out of the logs.
+    // agent-install logs progress on stderr, shown during `pulumi up`; stdout stays out of the
+    // logs, and nothing it printed is kept in plain text in the state.
     const install = new command.remote.Command(
       `${name}-install`,
       { connection, create: plan.apply((p) => installCommand(user, p)), stdin, logging: "stderr", triggers: [this.contentHash] },
-      { parent: this, dependsOn: copies, additionalSecretOutputs: ["stdin", "stdout"] },
+      { parent: this, dependsOn: copies, additionalSecretOutputs: ["stdin", "stdout", "stderr"] },
     );
 
     // The key export is recovery material: never logged, secret in state, taken once per repository.

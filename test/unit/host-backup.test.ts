@@ -68,7 +68,7 @@ describe("HostBackup component (non-root SSH user)", () => {
     expect(stdin).toBe(`SSH_KEY_B64=${b64(pushKey)}\nPASSPHRASE_B64=${b64("correct-horse")}\nKNOWN_HOSTS_B64=${b64(knownHosts)}\n`);
     expect(install.inputs.triggers).toEqual([hash]);
     expect(install.inputs.logging).toBe("stderr");
-    expect(install.opts.additionalSecretOutputs).toEqual(expect.arrayContaining(["stdin", "stdout"]));
+    expect(install.opts.additionalSecretOutputs).toEqual(expect.arrayContaining(["stdin", "stdout", "stderr"]));
     expect(install.opts.dependsOn).toHaveLength(hostFiles.length);
   });
 
