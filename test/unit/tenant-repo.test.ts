@@ -1,5 +1,9 @@
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
-import { TenantRepo, repoUrl, subaccountHome, writeAuthorizedKeysEnv } from "../../components/tenant-repo";
+import { TenantRepo, repoUrl, subaccountHome, writeAuthorizedKeysEnv, writeAuthorizedKeysScript } from "../../components/tenant-repo";
 import { storageBoxHostKeys } from "../../config/prod";
 import { MockRun, isSecretValue, mockBox, plain, runMocked, valueOf } from "./prod-mocks";
 
@@ -122,5 +126,73 @@ describe("pure helpers refuse injection", () => {
     const ok = { boxUser: "u1", boxHost: "u1.your-storagebox.de", port: 23, homeDir: "tenants/acme", authorizedKeys: "", knownHosts: "" };
     expect(() => writeAuthorizedKeysEnv(ok)).not.toThrow();
     expect(() => writeAuthorizedKeysEnv({ ...ok, ...bad })).toThrow(/refusing to write authorized_keys/);
+  });
+});
+
+describe("writeAuthorizedKeysScript, run by bash with an sftp stand-in that records what it was given", () => {
+  test("pins the box's host key, reads the admin key from stdin into a 0600 file, puts the file with root-only modes, leaves nothing behind", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ab-akw-"));
+    try {
+      const bin = path.join(dir, "bin");
+      const rec = path.join(dir, "rec");
+      fs.mkdirSync(bin);
+      fs.mkdirSync(rec);
+      // The stand-in keeps copies of every file it is pointed at, before the script removes them.
+      fs.writeFileSync(
+        path.join(bin, "sftp"),
+        `#!/bin/bash
+set -euo pipefail
+printf '%s\\n' "$@" >"${rec}/args"
+cat >"${rec}/batch"
+while (($#)); do
+  case $1 in
+    -i) cp "$2" "${rec}/key"; stat -c %a "$2" >"${rec}/key.mode"; shift ;;
+    -o) if [[ $2 == UserKnownHostsFile=* ]]; then cp "\${2#UserKnownHostsFile=}" "${rec}/known_hosts"; fi; shift ;;
+  esac
+  shift
+done
+src=$(awk '$1 == "put" { print $2 }' "${rec}/batch")
+cp "$src" "${rec}/authorized_keys"
+dirname "$src" >"${rec}/workdir"
+`,
+        { mode: 0o755 },
+      );
+      const env = writeAuthorizedKeysEnv({ boxUser: "u4242", boxHost: mockBox.server, port: 23, homeDir: "tenants/acme", authorizedKeys: "line1\nline2\n", knownHosts: `[${mockBox.server}]:23 ${storageBoxHostKeys[0]}\n` });
+      const r = spawnSync("/bin/bash", ["-c", writeAuthorizedKeysScript], {
+        env: { PATH: `${bin}:/usr/bin:/bin`, ...env },
+        input: "ADMIN PRIVATE KEY\n",
+        encoding: "utf8",
+      });
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toBe(`authorized_keys written to tenants/acme/.ssh on ${mockBox.server}\n`);
+      const args = fs.readFileSync(path.join(rec, "args"), "utf8").trim().split("\n");
+      expect(args).toEqual(expect.arrayContaining(["-b", "-", "-P", "23", "IdentitiesOnly=yes", "BatchMode=yes", "StrictHostKeyChecking=yes", `u4242@${mockBox.server}`]));
+      expect(fs.readFileSync(path.join(rec, "key"), "utf8")).toBe("ADMIN PRIVATE KEY\n");
+      expect(fs.readFileSync(path.join(rec, "key.mode"), "utf8").trim()).toBe("600");
+      expect(fs.readFileSync(path.join(rec, "known_hosts"), "utf8")).toBe(env.KNOWN_HOSTS);
+      expect(fs.readFileSync(path.join(rec, "authorized_keys"), "utf8")).toBe("line1\nline2\n");
+      const work = fs.readFileSync(path.join(rec, "workdir"), "utf8").trim();
+      expect(fs.readFileSync(path.join(rec, "batch"), "utf8")).toBe(
+        `-mkdir tenants/acme\n-mkdir tenants/acme/.ssh\nchmod 700 tenants/acme/.ssh\nput ${work}/authorized_keys tenants/acme/.ssh/authorized_keys\nchmod 600 tenants/acme/.ssh/authorized_keys\n`,
+      );
+      expect(fs.existsSync(work)).toBe(false);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a failing sftp fails the command, and the key still does not stay on disk", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ab-akw-"));
+    try {
+      fs.mkdirSync(path.join(dir, "bin"));
+      fs.writeFileSync(path.join(dir, "bin", "sftp"), `#!/bin/bash\nfor a; do [[ $a == UserKnownHostsFile=* ]] && dirname "\${a#UserKnownHostsFile=}" >"${dir}/workdir"; done\necho "Host key verification failed." >&2\nexit 255\n`, { mode: 0o755 });
+      const env = writeAuthorizedKeysEnv({ boxUser: "u1", boxHost: "u1.your-storagebox.de", port: 23, homeDir: "tenants/acme", authorizedKeys: "x\n", knownHosts: "y\n" });
+      const r = spawnSync("/bin/bash", ["-c", writeAuthorizedKeysScript], { env: { PATH: `${dir}/bin:/usr/bin:/bin`, ...env }, input: "KEY\n", encoding: "utf8" });
+      expect(r.status).toBe(255);
+      expect(r.stderr).toContain("Host key verification failed.");
+      expect(fs.existsSync(fs.readFileSync(path.join(dir, "workdir"), "utf8").trim())).toBe(false);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
