@@ -230,12 +230,12 @@ describe("run scripts, run for real", () => {
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   /** A step's script as GitHub runs it: bash --noprofile --norc -eo pipefail, from the checkout. */
-  function runStep(step: Step | undefined, env: Record<string, string>) {
+  function runStep(step: Step | undefined, env: Record<string, string>, cwd: string = root) {
     expect(step?.run).toBeDefined();
     const output = path.join(dir, "github_output");
     fs.writeFileSync(output, "");
     const r = spawnSync("bash", ["--noprofile", "--norc", "-eo", "pipefail", "-c", step?.run ?? ""], {
-      cwd: root,
+      cwd,
       encoding: "utf8",
       env: { PATH: `${bin}:${process.env.PATH}`, GITHUB_OUTPUT: output, RUNNER_TEMP: dir, FAKE_AWS_LOG: path.join(dir, "aws.log"), ...env },
     });
@@ -319,5 +319,92 @@ describe("run scripts, run for real", () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("unexpected vault secret ARN for acme");
     expect(fs.existsSync(path.join(dir, "aws.log"))).toBe(false);
+  });
+
+  describe("drill.yml drill job", () => {
+    const drill = workflows["drill.yml"]?.jobs.drill as Job;
+    const stepRunning = (pattern: RegExp) => drill.steps.find((s) => pattern.test(s.run ?? ""));
+    beforeEach(() => {
+      // A pulumi that logs its calls; destroy fails as often as FAKE_DESTROY_FAILURES says.
+      fs.writeFileSync(path.join(bin, "pulumi"), [
+        "#!/bin/bash",
+        'echo "pulumi $*" >>"$FAKE_PULUMI_LOG"',
+        'if [[ $1 == destroy ]]; then',
+        '  n=$(grep -c "^pulumi destroy" "$FAKE_PULUMI_LOG")',
+        '  (( n > ${FAKE_DESTROY_FAILURES:-0} )) || exit 1',
+        "fi",
+      ].join("\n"), { mode: 0o755 });
+      fs.writeFileSync(path.join(bin, "curl"), `#!/bin/bash\necho "\${FAKE_IP:-198.51.100.23}"\n`, { mode: 0o755 });
+    });
+    const pulumiLog = () => fs.readFileSync(path.join(dir, "pulumi.log"), "utf8");
+    const env = () => ({ FAKE_PULUMI_LOG: path.join(dir, "pulumi.log"), PULUMI_ORG: "acme-org", TENANT: "acme" });
+
+    /** A checkout of our own (scripts/ and Pulumi.drill.yaml), so the step's copy stays out of the tree. */
+    function checkout(): string {
+      const co = path.join(dir, "checkout");
+      fs.mkdirSync(co);
+      fs.symlinkSync(path.join(root, "scripts"), path.join(co, "scripts"));
+      fs.copyFileSync(path.join(root, "Pulumi.drill.yaml"), path.join(co, "Pulumi.drill.yaml"));
+      return co;
+    }
+
+    it("sets up drill-<tenant> from Pulumi.drill.yaml with the tenant, this runner's address and the report file", () => {
+      const co = checkout();
+      const r = runStep(drill.steps.find((s) => s.id === "stack"), { ...env(), REPORT_FILE: "drill-report-acme.json", DRILL_REGION: "" }, co);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.outputs.stack).toBe("acme-org/drill-acme");
+      expect(fs.readFileSync(path.join(co, "Pulumi.drill-acme.yaml"), "utf8")).toBe(fs.readFileSync(path.join(root, "Pulumi.drill.yaml"), "utf8"));
+      const log = pulumiLog();
+      expect(log).toContain("pulumi stack select --create acme-org/drill-acme");
+      expect(log).toContain("pulumi config set --stack acme-org/drill-acme tenant acme");
+      expect(log).toContain("pulumi config set --stack acme-org/drill-acme sshCidr 198.51.100.23/32");
+      expect(log).toContain("pulumi config set --stack acme-org/drill-acme reportFile drill-report-acme.json");
+      expect(log).toContain("pulumi config set --stack acme-org/drill-acme prodStack acme-org/agent-backups/prod");
+      expect(log).not.toContain(" region ");
+      const withRegion = runStep(drill.steps.find((s) => s.id === "stack"), { ...env(), REPORT_FILE: "r.json", DRILL_REGION: "eu-west-1" }, co);
+      expect(withRegion.status).toBe(0);
+      expect(pulumiLog()).toContain("pulumi config set --stack acme-org/drill-acme region eu-west-1");
+    });
+
+    it("refuses to open SSH to whatever the address lookup returned when it is not an IPv4 address", () => {
+      const r = runStep(drill.steps.find((s) => s.id === "stack"), { ...env(), REPORT_FILE: "r.json", DRILL_REGION: "", FAKE_IP: "<html>" }, checkout());
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain("could not learn this runner's public IPv4 address");
+      expect(pulumiLog()).not.toContain("sshCidr");
+    });
+
+    it("passes a healthy report, writes the summary, and fails an unhealthy or missing one", () => {
+      const check = stepRunning(/\.healthy == true/);
+      const report = path.join(dir, "report.json");
+      const summary = path.join(dir, "summary.md");
+      const base = { REPORT_FILE: report, GITHUB_STEP_SUMMARY: summary, TENANT: "acme" };
+      const doc = {
+        tenant: "acme", archive: "acme-2026-11-24T03:17:00", archiveAgeSeconds: 60, bytes: 10, backupSeconds: 1, restoreSeconds: 2,
+        checks: [{ name: "restore", ok: true, detail: "ok" }, { name: "verify:manifest", ok: false, detail: "2 files missing" }],
+        healthy: false, startedAt: "2026-11-24T04:00:00Z", finishedAt: "2026-11-24T04:01:00Z",
+      };
+      fs.writeFileSync(report, JSON.stringify(doc));
+      const failed = runStep(check, base);
+      expect(failed.status).toBe(1);
+      expect(fs.readFileSync(summary, "utf8")).toContain("- FAILED verify:manifest: 2 files missing");
+      fs.writeFileSync(report, JSON.stringify({ ...doc, healthy: true, checks: [doc.checks[0]] }));
+      expect(runStep(check, base).status).toBe(0);
+      fs.rmSync(report);
+      const missing = runStep(check, base);
+      expect(missing.status).toBe(1);
+      expect(missing.stderr).toContain("no drill report");
+    });
+
+    it("destroys, retries once after a refresh, and fails loudly when the box may be left behind", () => {
+      const destroy = stepRunning(/pulumi destroy/);
+      expect(runStep(destroy, { ...env(), STACK: "" }).stdout).toContain("nothing to destroy");
+      expect(runStep(destroy, { ...env(), STACK: "acme-org/drill-acme", FAKE_DESTROY_FAILURES: "1" }).status).toBe(0);
+      expect(pulumiLog()).toContain("pulumi refresh --yes --skip-preview --non-interactive --stack acme-org/drill-acme");
+      fs.rmSync(path.join(dir, "pulumi.log"));
+      const stuck = runStep(destroy, { ...env(), STACK: "acme-org/drill-acme", FAKE_DESTROY_FAILURES: "5" });
+      expect(stuck.status).toBe(1);
+      expect(stuck.stderr).toContain("acme-org/drill-acme was not destroyed");
+      expect(pulumiLog().match(/^pulumi destroy/gm)).toHaveLength(2);
+    });
   });
 });
