@@ -1,5 +1,6 @@
 // A compromised host attacks its own repository over its append-only push key: it deletes archives,
-// prunes everything, floods junk archives, stamps an archive in the future, changes the passphrase.
+// prunes everything, floods junk archives, stamps an archive in the future, slips in a backdated
+// archive under a foreign name, changes the passphrase.
 // For each attack (one tenant each, so they stay independent): agent-maintain with the maintenance
 // key detects it, exits non-zero and writes nothing (repository files and state unchanged); then
 // agent-recover-repo rolls the repository back, or re-imports the escrowed key, and every archive
@@ -24,7 +25,7 @@ import {
   type MaintainSetup,
 } from "../lib/maintain-fixtures";
 
-const attacks = ["delete", "prune", "flood", "future", "passphrase"] as const;
+const attacks = ["delete", "prune", "flood", "future", "odd", "passphrase"] as const;
 type Attack = (typeof attacks)[number];
 
 interface Tenant {
@@ -158,6 +159,16 @@ describe("a compromised host attacks over the append-only key", () => {
     createArchive(box, "future", src, archiveName("future", time), time);
     expectDetectedWithoutWrites("future", /TAMPER: archive from the future: future-/);
     recoverAndVerify("future");
+  });
+
+  test("a backdated archive under a foreign name is detected, and the rollback removes it", () => {
+    const src = path.join(box.dir, "client", "attack-odd");
+    writeSourceTree(src, Buffer.from("odd"), 1024);
+    // Dated into the past so that time-based retention would keep it in place of a real daily.
+    createArchive(box, "odd", src, "notes", new Date(Date.now() - 10 * 86_400_000));
+    const out = expectDetectedWithoutWrites("odd", /TAMPER: unexpected archive name: notes/);
+    expect(out).toMatch(/TAMPER: backdated archive: notes appeared after the last trusted run/);
+    recoverAndVerify("odd");
   });
 
   test("a changed passphrase is detected, and the escrowed key export restores access", () => {
