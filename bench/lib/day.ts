@@ -59,20 +59,23 @@ function growGenerically(db: string): void {
   }
 }
 
-/** Runs the live writer on a home until 1% more messages landed in its state.db. */
-async function growStateDb(home: string): Promise<void> {
+/**
+ * Runs the project's live writer on the home (the directory of a state.db) until `rows` more
+ * messages landed; returns how many did (it may overshoot by up to a second of writes).
+ */
+export async function addMessages(home: string, rows: number): Promise<number> {
   const db = path.join(home, "state.db");
-  const start = Number(sql(db, "SELECT count(*) FROM messages"));
-  const want = Math.max(1, Math.ceil(start / 100));
+  const count = (): number => Number(sql(db, "SELECT count(*) FROM messages"));
+  const start = count();
   for (let round = 0; round < 20; round++) {
-    const left = want - (Number(sql(db, "SELECT count(*) FROM messages")) - start);
-    if (left <= 0) return;
+    const left = rows - (count() - start);
+    if (left <= 0) return count() - start;
     const seconds = Math.max(1, Math.ceil(left / 200));
     // It reaches about half its --rate on two busy cores (it forks per commit): aim at twice.
     const rate = Math.min(1000, Math.max(1, Math.ceil((2 * left) / seconds)));
     await mustMeasure(["bash", AGENT_WRITER, "--home", home, "--rate", String(rate), "--duration", String(seconds)]);
   }
-  throw new Error(`agent-writer did not add ${want} messages to ${db} in 20 rounds`);
+  throw new Error(`agent-writer did not add ${rows} messages to ${db} in 20 rounds`);
 }
 
 /**
@@ -84,7 +87,9 @@ export async function liveADay(home: string, stores: string[], day: number): Pro
   for (const rel of stores) {
     const db = path.join(home, rel);
     const before = rowCount(db);
-    if (path.basename(rel) === "state.db") await growStateDb(path.dirname(db));
+    if (path.basename(rel) === "state.db") {
+      await addMessages(path.dirname(db), Math.max(1, Math.ceil(Number(sql(db, "SELECT count(*) FROM messages")) / 100)));
+    }
     else growGenerically(db);
     result.stores.push({ file: rel, rowsBefore: before, rowsAdded: rowCount(db) - before });
   }

@@ -153,6 +153,21 @@ export function renderReadme(): string {
     "All timings are with a warm page cache (the home was just generated on a machine with more RAM than",
     "the home's size), on a shared 2-core machine: read ratios rather than absolute seconds.",
     "",
+    "How to read it:",
+    "",
+    "- Every borg repository is on the same loopback storage box, over ssh, with borg's default `lz4`",
+    "  (agent-backup's setting too), encrypted `repokey-blake2`: the floor pays the same transport and",
+    "  crypto as agent-backup. The floor's precious copy is made (untimed) from a quiesced home (stores",
+    "  checkpointed, no writer), as if the agent had been stopped; agent-backup runs on the same home.",
+    "- agent-restore runs agent-verify itself before it swaps the target in; the restore + verify row",
+    "  adds the separate agent-verify run the issue asks for, so the home is verified twice there.",
+    "- SQLite: the writer under the copies is bench/lib/ledger_writer.py (python3, paced at a target rate;",
+    "  Hermes-like: BEGIN IMMEDIATE with retries, 1 s busy timeout, TRUNCATE checkpoint every 50 commits).",
+    "  Its invariant (balances that always sum to the same total, a journal row per commit) spans pages all",
+    "  over the file. \"Writer commits/s during copy\" shows how much each method slowed the writer: a copy's",
+    "  read transaction makes the writer's TRUNCATE checkpoint wait (up to its 1 s timeout).",
+    "  The \"backup API in one step\" is python3's `sqlite3` module, `src.backup(dst, pages=-1)`.",
+    "",
   ];
   if (ours.length === 0) L.push("No results recorded yet.", "");
   for (const [f, r] of ours) L.push(...benchSection(r, f));
