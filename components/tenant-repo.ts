@@ -62,17 +62,26 @@ trap 'rm -rf "$work"' EXIT
 cat >"$work/key"
 printf '%s' "$AUTHORIZED_KEYS" >"$work/authorized_keys"
 printf '%s' "$KNOWN_HOSTS" >"$work/known_hosts"
-sftp -q -b - -P "$BOX_PORT" -i "$work/key" -o IdentitiesOnly=yes -o BatchMode=yes \\
+# Every level of the home, in case the box has not created it yet ("-": an existing one is fine).
+mkdirs="" sofar=""
+IFS=/ read -ra parts <<<"$HOME_DIR"
+for part in "\${parts[@]}"; do sofar=\${sofar:+$sofar/}$part; mkdirs+="-mkdir $sofar"$'\\n'; done
+sftp -b - -P "$BOX_PORT" -i "$work/key" -o IdentitiesOnly=yes -o BatchMode=yes \\
   -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$work/known_hosts" -o ConnectTimeout=30 \\
   "$BOX_USER@$BOX_HOST" <<SFTP
--mkdir $HOME_DIR
--mkdir $HOME_DIR/.ssh
+$mkdirs-mkdir $HOME_DIR/.ssh
 chmod 700 $HOME_DIR/.ssh
 put $work/authorized_keys $HOME_DIR/.ssh/authorized_keys
 chmod 600 $HOME_DIR/.ssh/authorized_keys
 SFTP
 echo "authorized_keys written to $HOME_DIR/.ssh on $BOX_HOST"
 `;
+
+/**
+ * How writeAuthorizedKeysScript is run. --norc: bash reads ~/.bashrc when its stdin is a socket
+ * (as "run by rshd"), and the operator's rc file has no business in this command.
+ */
+export const authorizedKeysInterpreter = ["/bin/bash", "--norc", "--noprofile", "-c"];
 
 /** The environment of writeAuthorizedKeysScript, every value checked against a strict pattern. */
 export function writeAuthorizedKeysEnv(a: { boxUser: string; boxHost: string; port: number; homeDir: string; authorizedKeys: string; knownHosts: string }): Record<string, string> {
@@ -142,7 +151,7 @@ export class TenantRepo extends pulumi.ComponentResource {
     new command.local.Command(
       `${name}-authorized-keys`,
       {
-        interpreter: ["/bin/bash", "-c"],
+        interpreter: authorizedKeysInterpreter,
         create: writeAuthorizedKeysScript,
         environment: env,
         stdin: pulumi.secret(args.adminPrivateKey),

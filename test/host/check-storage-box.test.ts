@@ -4,7 +4,10 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import * as net from "node:net";
+import * as os from "node:os";
 import { keyRoleNames, renderAuthorizedKeys, type KeyRoleName } from "../../components/key-roles";
+import { authorizedKeysInterpreter, writeAuthorizedKeysEnv, writeAuthorizedKeysScript } from "../../components/tenant-repo";
 import { startStorageBox, type StorageBox } from "../lib/storage-box";
 
 const root = path.resolve(__dirname, "..", "..");
@@ -14,8 +17,30 @@ let box: StorageBox;
 let authorizedKeysFile: string;
 let original: string;
 
+const canConnect = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const sock = net.connect({ host: "127.0.0.1", port });
+    sock.once("connect", () => { sock.destroy(); resolve(true); });
+    sock.once("error", () => resolve(false));
+  });
+
+/**
+ * The real box serves SFTP; the loopback box's sshd has no sftp subsystem, which would let the
+ * "no sftp" checks pass for the wrong reason. Add it and have sshd (our child) reload its config.
+ */
+async function enableSftp(): Promise<void> {
+  const config = path.join(box.dir, "sshd_config");
+  const text = fs.readFileSync(config, "utf8");
+  if (/^Subsystem\s+sftp/m.test(text)) return;
+  fs.writeFileSync(config, `${text}Subsystem sftp internal-sftp\n`);
+  process.kill(box.sshd.pid as number, "SIGHUP");
+  await new Promise((r) => setTimeout(r, 300));
+  for (let i = 0; i < 100 && !(await canConnect(box.port)); i++) await new Promise((r) => setTimeout(r, 50));
+}
+
 beforeAll(async () => {
   box = await startStorageBox({ tenants: ["acme", "globex"] });
+  await enableSftp();
   for (const t of ["acme", "globex"]) {
     const init = box.borg(t, "push", ["init", "-e", "repokey-blake2"]);
     expect(init.status, init.stderr).toBe(0);
@@ -83,6 +108,7 @@ describe("check-storage-box against the loopback storage box", () => {
       const r = check(args());
       expect(r.status).toBe(1);
       expect(r.failed.some((l) => /push\s+gets no shell/.test(l))).toBe(true);
+      expect(r.failed.some((l) => /push\s+gets no sftp \(sftp listed files\)/.test(l)), r.failed.join("\n")).toBe(true);
       expect(r.failed.some((l) => /authorized_keys holds exactly/.test(l))).toBe(true);
     } finally {
       fs.writeFileSync(authorizedKeysFile, original);
@@ -136,5 +162,58 @@ describe("check-storage-box against the loopback storage box", () => {
     expect(r.stderr).toContain("--push-key: no such file /nonexistent/key");
     expect(r.stderr).toContain("--repo: refusing");
     expect(r.lines).toEqual([]);
+  });
+});
+
+describe("the tenant-repo authorized_keys writer over real SFTP", () => {
+  test("writes <home>/.ssh/authorized_keys with 0700/0600 through an account's own key, pinning the host key", () => {
+    const acme = box.tenants.acme!;
+    const home = path.dirname(acme.repoPath);
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ab-admin-"));
+    try {
+      // Stand-in for the box's main account: an unrestricted key of the acme user.
+      spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "admin", "-f", path.join(tmp, "admin")]);
+      fs.writeFileSync(authorizedKeysFile, `${original}${fs.readFileSync(path.join(tmp, "admin.pub"), "utf8")}`);
+      const pubs = Object.fromEntries(keyRoleNames.map((r) => [r, fs.readFileSync(`${acme.keys[r]}.pub`, "utf8")])) as Record<KeyRoleName, string>;
+      const wanted = renderAuthorizedKeys("globex", pubs, "borg-1.4", "/home/borg");
+      const env = writeAuthorizedKeysEnv({ boxUser: acme.user, boxHost: "127.0.0.1", port: box.port, homeDir: "tenants/globex", authorizedKeys: wanted, knownHosts: fs.readFileSync(box.knownHosts, "utf8") });
+      const r = spawnSync(authorizedKeysInterpreter[0] as string, [...authorizedKeysInterpreter.slice(1), writeAuthorizedKeysScript], {
+        env: { PATH: process.env.PATH, ...env },
+        input: fs.readFileSync(path.join(tmp, "admin"), "utf8"),
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      expect(r.status, r.stderr).toBe(0);
+      const written = path.join(home, "tenants", "globex", ".ssh", "authorized_keys");
+      expect(fs.readFileSync(written, "utf8")).toBe(wanted);
+      expect((fs.statSync(written).mode & 0o777).toString(8)).toBe("600");
+      expect((fs.statSync(path.dirname(written)).mode & 0o777).toString(8)).toBe("700");
+
+      // A second run (a key rotated) overwrites in place.
+      const again = spawnSync(authorizedKeysInterpreter[0] as string, [...authorizedKeysInterpreter.slice(1), writeAuthorizedKeysScript], {
+        env: { PATH: process.env.PATH, ...env, AUTHORIZED_KEYS: wanted.split("\n")[0] + "\n" },
+        input: fs.readFileSync(path.join(tmp, "admin"), "utf8"),
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      expect(again.status, again.stderr).toBe(0);
+      expect(fs.readFileSync(written, "utf8")).toBe(wanted.split("\n")[0] + "\n");
+
+      // A box whose host key is not the pinned one is refused before anything is written.
+      const wrongKey = `[127.0.0.1]:${box.port} ${pubs.push.trim().split(/\s+/).slice(0, 2).join(" ")}\n`;
+      const mitm = spawnSync(authorizedKeysInterpreter[0] as string, [...authorizedKeysInterpreter.slice(1), writeAuthorizedKeysScript], {
+        env: { PATH: process.env.PATH, ...env, KNOWN_HOSTS: wrongKey, HOME_DIR: "tenants/other" },
+        input: fs.readFileSync(path.join(tmp, "admin"), "utf8"),
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      expect(mitm.status).not.toBe(0);
+      expect(mitm.stderr).toMatch(/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/);
+      expect(fs.existsSync(path.join(home, "tenants", "other"))).toBe(false);
+    } finally {
+      fs.writeFileSync(authorizedKeysFile, original);
+      fs.rmSync(path.join(home, "tenants"), { recursive: true, force: true });
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });

@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
-import { TenantRepo, repoUrl, subaccountHome, writeAuthorizedKeysEnv, writeAuthorizedKeysScript } from "../../components/tenant-repo";
+import { TenantRepo, repoUrl, subaccountHome, authorizedKeysInterpreter, writeAuthorizedKeysEnv, writeAuthorizedKeysScript } from "../../components/tenant-repo";
 import { storageBoxHostKeys } from "../../config/prod";
 import { MockRun, isSecretValue, mockBox, plain, runMocked, valueOf } from "./prod-mocks";
 
@@ -55,6 +55,7 @@ describe("TenantRepo component", () => {
     });
     expect(isSecretValue(cmd.inputs.stdin)).toBe(true);
     expect(plain(cmd.inputs.stdin)).toContain("ADMIN");
+    expect(cmd.inputs.interpreter).toEqual(["/bin/bash", "--norc", "--noprofile", "-c"]);
     expect(cmd.inputs.create).toContain("sftp");
     expect(cmd.inputs.create).toContain("chmod 600 $HOME_DIR/.ssh/authorized_keys");
     expect(cmd.inputs.create).toContain("chmod 700 $HOME_DIR/.ssh");
@@ -158,7 +159,7 @@ dirname "$src" >"${rec}/workdir"
         { mode: 0o755 },
       );
       const env = writeAuthorizedKeysEnv({ boxUser: "u4242", boxHost: mockBox.server, port: 23, homeDir: "tenants/acme", authorizedKeys: "line1\nline2\n", knownHosts: `[${mockBox.server}]:23 ${storageBoxHostKeys[0]}\n` });
-      const r = spawnSync("/bin/bash", ["-c", writeAuthorizedKeysScript], {
+      const r = spawnSync(authorizedKeysInterpreter[0] as string, [...authorizedKeysInterpreter.slice(1), writeAuthorizedKeysScript], {
         env: { PATH: `${bin}:/usr/bin:/bin`, ...env },
         input: "ADMIN PRIVATE KEY\n",
         encoding: "utf8",
@@ -173,7 +174,7 @@ dirname "$src" >"${rec}/workdir"
       expect(fs.readFileSync(path.join(rec, "authorized_keys"), "utf8")).toBe("line1\nline2\n");
       const work = fs.readFileSync(path.join(rec, "workdir"), "utf8").trim();
       expect(fs.readFileSync(path.join(rec, "batch"), "utf8")).toBe(
-        `-mkdir tenants/acme\n-mkdir tenants/acme/.ssh\nchmod 700 tenants/acme/.ssh\nput ${work}/authorized_keys tenants/acme/.ssh/authorized_keys\nchmod 600 tenants/acme/.ssh/authorized_keys\n`,
+        `-mkdir tenants\n-mkdir tenants/acme\n-mkdir tenants/acme/.ssh\nchmod 700 tenants/acme/.ssh\nput ${work}/authorized_keys tenants/acme/.ssh/authorized_keys\nchmod 600 tenants/acme/.ssh/authorized_keys\n`,
       );
       expect(fs.existsSync(work)).toBe(false);
     } finally {
@@ -187,7 +188,7 @@ dirname "$src" >"${rec}/workdir"
       fs.mkdirSync(path.join(dir, "bin"));
       fs.writeFileSync(path.join(dir, "bin", "sftp"), `#!/bin/bash\nfor a; do [[ $a == UserKnownHostsFile=* ]] && dirname "\${a#UserKnownHostsFile=}" >"${dir}/workdir"; done\necho "Host key verification failed." >&2\nexit 255\n`, { mode: 0o755 });
       const env = writeAuthorizedKeysEnv({ boxUser: "u1", boxHost: "u1.your-storagebox.de", port: 23, homeDir: "tenants/acme", authorizedKeys: "x\n", knownHosts: "y\n" });
-      const r = spawnSync("/bin/bash", ["-c", writeAuthorizedKeysScript], { env: { PATH: `${dir}/bin:/usr/bin:/bin`, ...env }, input: "KEY\n", encoding: "utf8" });
+      const r = spawnSync(authorizedKeysInterpreter[0] as string, [...authorizedKeysInterpreter.slice(1), writeAuthorizedKeysScript], { env: { PATH: `${dir}/bin:/usr/bin:/bin`, ...env }, input: "KEY\n", encoding: "utf8" });
       expect(r.status).toBe(255);
       expect(r.stderr).toContain("Host key verification failed.");
       expect(fs.existsSync(fs.readFileSync(path.join(dir, "workdir"), "utf8").trim())).toBe(false);
