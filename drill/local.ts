@@ -10,7 +10,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import type { DrillCheck, DrillReport } from "../components/drill-report";
-import { backupTwice, installBackup, makeLiveAgentHome } from "./lib/agent-host";
+import { backupTwice, installBackup, makeLiveAgentHome, readCanaries } from "./lib/agent-host";
 import { Box } from "./lib/box";
 import { compromisedHost } from "./lib/compromise";
 import { Control } from "./lib/control";
@@ -178,8 +178,9 @@ async function main(): Promise<number> {
     await progress.step("restore box: scripts and stand-in agent", () => prepareRestoreBox(restoreBox, control, accounts[0] as TenantAccount));
     for (const [i, account] of accounts.entries()) {
       const s = secrets[i] as TenantSecrets;
-      const { report, checks } = await progress.step(`${account.tenant}: restore drill (agent-drill) and stand-in agent`, () =>
-        drillTenant(restoreBox, control, account, s, knownHosts),
+      const host = hosts[i] as Box;
+      const { report, checks } = await progress.step(`${account.tenant}: restore drill (agent-drill) and stand-in agent`, async () =>
+        drillTenant(restoreBox, control, account, s, knownHosts, await readCanaries(host)),
       );
       tenantReports.push(withChecks(report, tenantChecks.get(account.tenant) ?? [], checks));
     }

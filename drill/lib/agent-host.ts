@@ -132,3 +132,10 @@ export async function backupTwice(box: Box, account: TenantAccount): Promise<Age
   });
   return { checks, backups };
 }
+
+/** The canary secrets make-agent-home planted in the home (one per line). */
+export async function readCanaries(box: Box): Promise<string> {
+  const r = await box.exec(["cat", `/home/${agentUser}/canaries.txt`], { secretOutput: true });
+  if (!/\S/.test(r.stdout)) throw new Error("make-agent-home planted no canaries");
+  return r.stdout;
+}

@@ -38,8 +38,13 @@ export interface TenantRestore {
   checks: DrillCheck[];
 }
 
-/** agent-drill for one tenant with its drill key; the report comes back through its schema. */
-export async function drillTenant(box: Box, control: Control, account: TenantAccount, secrets: TenantSecrets, knownHosts: string): Promise<TenantRestore> {
+/**
+ * agent-drill for one tenant with its drill key; the report comes back through its schema. With
+ * the canaries planted in the host's home, also proves none of them reached the restored home.
+ */
+export async function drillTenant(
+  box: Box, control: Control, account: TenantAccount, secrets: TenantSecrets, knownHosts: string, canaries?: string,
+): Promise<TenantRestore> {
   const dir = `/etc/agent-drill/${account.tenant}`;
   await box.writeFile(`${dir}/ssh_key`, secrets.keys.drill.privateKey, "0600");
   await box.writeFile(`${dir}/passphrase`, secrets.passphrase, "0600");
@@ -66,7 +71,27 @@ export async function drillTenant(box: Box, control: Control, account: TenantAcc
   } catch (err) {
     throw new Error(`agent-drill for ${account.tenant} (exit ${r.code}) gave no valid report: ${(err as Error).message}\n${r.stderr.trim().split("\n").slice(-10).join("\n")}`);
   }
-  return { report, checks: [await startStandin(box, account.tenant)] };
+  const checks = [await startStandin(box, account.tenant)];
+  if (canaries !== undefined) checks.push(await canaryCheck(box, account.tenant, target, canaries));
+  return { report, checks };
+}
+
+/** No planted secret value appears anywhere in the restored home (file names or contents). */
+async function canaryCheck(box: Box, tenant: string, target: string, canaries: string): Promise<DrillCheck> {
+  const list = `/root/canaries-${tenant}.txt`;
+  await box.writeFile(list, canaries, "0600");
+  const count = canaries.split("\n").filter((l) => l.trim() !== "").length;
+  const contents = await box.exec(["grep", "-rlF", "-f", list, "--", target], { allowFailure: true, secretOutput: true });
+  const names = await box.exec(["sh", "-c", `find ${target} | grep -F -f ${list}`], { allowFailure: true, secretOutput: true });
+  await box.exec(["rm", "-f", list]);
+  // grep exits 1 when nothing matched, 2 on an error (which must not pass for "nothing found").
+  const ok = contents.code === 1 && names.code === 1;
+  const found = [...contents.stdout.split("\n"), ...names.stdout.split("\n")].filter(Boolean).map((f) => f.slice(target.length + 1));
+  return {
+    name: "secrets:none-restored",
+    ok,
+    detail: ok ? `none of the ${count} canary secrets is in the restored home` : `canaries found in: ${found.join(", ") || `(grep exit ${contents.code}/${names.code})`}`,
+  };
 }
 
 /** Start the stand-in agent from the restored home; it must be active and report healthy. */
