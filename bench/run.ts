@@ -58,6 +58,16 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
+function invocation(o: Options): string {
+  const args = [
+    ...(o.scale === "quick" ? ["--quick"] : []),
+    ...(o.runs !== 3 ? ["--runs", String(o.runs)] : []),
+    ...(o.trials !== 20 ? ["--trials", String(o.trials)] : []),
+    ...(o.only ? ["--only", o.only] : []),
+  ];
+  return ["npm run bench", ...(args.length ? ["--", ...args] : [])].join(" ");
+}
+
 /** Which code was measured: HEAD, and the files under test that differ from it. */
 function sourceState(): { head: string; uncommitted: string[] } {
   const git = (args: string[]): string => spawnSync("git", args, { cwd: REPO_ROOT, encoding: "utf8" }).stdout?.trim() ?? "";
@@ -140,7 +150,7 @@ async function main(): Promise<number> {
     scale: o.scale,
     date: new Date(started).toISOString(),
     durationSeconds: (Date.now() - started) / 1000,
-    invocation: `npm run bench --${o.scale === "quick" ? " --quick" : ""}${o.runs !== 3 ? ` --runs ${o.runs}` : ""}${o.trials !== 20 ? ` --trials ${o.trials}` : ""}${o.only ? ` --only ${o.only}` : ""}`,
+    invocation: invocation(o),
     machine,
     homeScale: scale,
     home,
