@@ -81,6 +81,9 @@ export class Box {
       "# The drill's boxes: keys only, one host key made for this box.\n" +
         "HostKey /etc/ssh/ssh_host_ed25519_key\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUseDNS no\n",
     );
+    // Every system user exists since debootstrap; systemd-sysusers at boot only adds a way to fail
+    // (seen once in a few dozen boots: "Create System Users" failed, the box came up degraded).
+    fs.symlinkSync("/dev/null", p("etc/systemd/system/systemd-sysusers.service"));
     fs.mkdirSync(p("root/.ssh"), { recursive: true, mode: 0o700 });
     fs.writeFileSync(p("root/.ssh/authorized_keys"), this.spec.controlPublicKey.trim() + " drill-control\n", { mode: 0o600 });
   }

@@ -46,6 +46,7 @@ describe("npm run drill:local -- --tenants 2", () => {
       "isolation:own-repo", "isolation:other-path", "snapshot:taken", "snapshot:tenant-cannot-alter",
       "archive", "restore", "verify", "agent:service", "secrets:none-restored",
     ];
+    expect(report.tenants).toHaveLength(2);
     for (const t of report.tenants) {
       const names = t.checks.map((c) => c.name);
       for (const name of expected) expect(names, `${t.tenant} lacks ${name}`).toContain(name);
@@ -66,6 +67,7 @@ describe("npm run drill:local -- --tenants 2", () => {
   });
 
   it("restored the archive the second backup made, with the drill key", () => {
+    expect(report.tenants).toHaveLength(2);
     for (const t of report.tenants) {
       const incremental = t.checks.find((c) => c.name === "backup:incremental");
       // "<first> stored N bytes; <second> stored M of its K bytes": the restored archive is the second.
