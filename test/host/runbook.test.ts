@@ -108,6 +108,7 @@ beforeAll(async () => {
     HERMES_HOME: path.join(work, "restored-1"),
     ARCHIVE: "latest",
     MAINT_STATE_DIR: maintStateDir,
+    MAINT_STATE_BUCKET: "example-maintenance-state",
     REPO_DIR: t.repoPath,
     TRUSTED_TX: String(lastTransaction(t.repoPath)),
     BOX_MAIN: "u123456@u123456.your-storagebox.de",
