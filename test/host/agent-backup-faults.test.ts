@@ -171,6 +171,37 @@ describe("agent-backup: faults", () => {
     });
   });
 
+  test("a failed run pings /start then /fail, and its metric keeps the last success", async () => {
+    const pings: string[] = [];
+    const server = http.createServer((req, res) => {
+      pings.push(req.url ?? "");
+      res.end("ok");
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/hc`;
+    const metricsDir = path.join(work, "metrics");
+    const prom = () => fs.readFileSync(path.join(metricsDir, "agent-backup-acme.prom"), "utf8");
+    const value = (name: string) => Number(new RegExp(`^${name}\\{archive_prefix="acme"\\} (\\S+)$`, "m").exec(prom())?.[1]);
+    try {
+      const ok = await runAsync(box.writeConfig("acme", { agentHome: home, metricsDir, healthcheckUrl: url }));
+      expect(ok, "a good run first").toBe(0);
+      const lastSuccess = value("agent_backup_last_success_timestamp_seconds");
+      const files = value("agent_backup_files");
+      expect(pings).toEqual(["/hc/start", "/hc"]);
+      const wrong = path.join(work, "wrong-passphrase-2");
+      fs.writeFileSync(wrong, "nope\n", { mode: 0o600 });
+      const bad = await runAsync(box.writeConfig("acme", { agentHome: home, metricsDir, healthcheckUrl: url, override: { PASSPHRASE_FILE: wrong } }));
+      expect(bad).toBe(1);
+      expect(pings).toEqual(["/hc/start", "/hc", "/hc/start", "/hc/fail"]);
+      expect(value("agent_backup_last_run_success")).toBe(0);
+      expect(value("agent_backup_last_success_timestamp_seconds")).toBe(lastSuccess);
+      expect(value("agent_backup_files")).toBe(files);
+      expect(fs.readdirSync(metricsDir)).toEqual(["agent-backup-acme.prom"]);
+    } finally {
+      server.close();
+    }
+  });
+
   test("a repository that was never initialised", async () => {
     await afterFault(() => {
       const r = backup(box.writeConfig("fresh", { agentHome: home }));
@@ -250,6 +281,12 @@ describe("agent-backup: faults", () => {
     expect(backup(box.writeConfig("acme", { agentHome: home })).status).toBe(0);
   });
 });
+
+/** agent-backup in the background (the test's HTTP server must keep answering meanwhile). */
+function runAsync(config: string): Promise<number | null> {
+  const c = spawn(path.join(scriptsDir, "agent-backup"), ["--config", config], { env: box.clientEnv, stdio: "ignore" });
+  return new Promise((r) => c.once("exit", (code) => r(code)));
+}
 
 /** The PID of the ssh client that borg create talks through, found in the test's own process tree. */
 async function findSshUnderCreate(root: ChildProcess): Promise<number> {

@@ -206,6 +206,9 @@ describe("agent-restore", () => {
 
   test("bad usage is refused with exit 2", () => {
     expect(runScript("agent-restore", ["--help"]).status).toBe(2);
+    expect(runScript("agent-verify", ["--help"]).status).toBe(2);
+    expect(runScript("agent-verify", ["--home", "relative"]).stderr).toMatch(/refusing/);
+    expect(runScript("agent-verify", ["--home", "/tmp", "--agent-check", "hermes doctor; rm -rf /"]).status).toBe(2);
     const noTarget = runScript("agent-restore", ["--config", config], box.clientEnv);
     expect(noTarget.status).toBe(2);
     expect(noTarget.stderr).toMatch(/missing --target/);
