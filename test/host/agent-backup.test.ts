@@ -207,6 +207,15 @@ describe("agent-backup", () => {
     for (const [p, h] of now) if (p !== "state.db") expect(h, p).toBe(homeBefore.get(p));
   });
 
+  test("a backup creates nothing in the live home, not even SQLite -wal/-shm files", () => {
+    const all = (dir: string): string[] =>
+      (fs.readdirSync(dir, { recursive: true }) as string[]).sort();
+    const before = all(agent.home);
+    const r = runScript("agent-backup", ["--config", config], box.clientEnv);
+    expect(r.status, r.stderr).toBe(0);
+    expect(all(agent.home)).toEqual(before);
+  });
+
   test("writes the Prometheus textfile and leaves no staging behind", () => {
     const prom = fs.readFileSync(path.join(metricsDir, "agent-backup-acme.prom"), "utf8");
     expect(prom).toMatch(/^agent_backup_last_run_success\{archive_prefix="acme"\} 1$/m);
