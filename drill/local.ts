@@ -190,8 +190,8 @@ async function main(): Promise<number> {
       const [host] = hosts;
       const [s] = secrets;
       if (!account || !host || !s) throw new Error("compromised-host needs a tenant");
-      const checks = await progress.step(`${account.tenant}: compromised host (delete, prune, change-passphrase) and recovery`, () =>
-        compromisedHost({ storage, host, restoreBox, control, account, secrets: s, knownHosts, snapshot, progress }),
+      const checks = await progress.step(`${account.tenant}: compromised host (delete, prune, change-passphrase) and recovery`, async () =>
+        compromisedHost({ storage, host, restoreBox, control, account, secrets: s, knownHosts, snapshot, progress, canaries: await readCanaries(host) }),
       );
       const i = tenantReports.findIndex((r) => r.tenant === account.tenant);
       const r = tenantReports[i];
