@@ -1,8 +1,9 @@
 // The sample agent home and the live writer: the shape the backup tests rely on.
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
-import { cleanupTemp, countRows, listFiles, makeAgentHome, sql, startWriter, tempDir, tornSessions } from "../lib/agent-home";
+import { cleanupTemp, countRows, fixturesDir, listFiles, makeAgentHome, sql, startWriter, tempDir, tornSessions } from "../lib/agent-home";
 
 afterAll(() => cleanupTemp());
 
@@ -61,6 +62,28 @@ describe("make-agent-home", () => {
     const st = fs.statSync(path.join(home, "hermes-agent/venv/lib/libtorch.so"));
     expect(st.size).toBe(10 * 1024 * 1024);
     expect(st.blocks * 512).toBeLessThan(64 * 1024);
+  });
+
+  test("session snapshot files: one per session by default (at most 50), any number with --session-files", () => {
+    const snapshots = (dir: string) => fs.readdirSync(path.join(dir, "sessions")).filter((f) => /^session_.*\.json$/.test(f)).sort();
+    expect(snapshots(home)).toHaveLength(12);
+    const big = path.join(root, "many-files");
+    const r = spawnSync(path.join(fixturesDir, "make-agent-home"), ["--home", big, "--sessions", "5", "--session-files", "1200", "--profiles", "1"], { encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(0);
+    const files = snapshots(big);
+    expect(files).toHaveLength(1200);
+    // Each is a transcript of its own session, named after it, as the agent writes them.
+    for (const f of [files[0]!, files[599]!, files[1199]!]) {
+      const s = JSON.parse(fs.readFileSync(path.join(big, "sessions", f), "utf8")) as { session_id: string; messages: unknown[] };
+      expect(f).toBe(`session_${s.session_id}.json`);
+      expect(s.messages.length).toBeGreaterThan(0);
+    }
+    expect(new Set(files.map((f) => fs.readFileSync(path.join(big, "sessions", f), "utf8"))).size).toBe(1200);
+    // Profiles keep the default: one per session of theirs (a quarter of the root's, rounded up).
+    expect(snapshots(path.join(big, "profiles", "profile1"))).toHaveLength(2);
+    const bad = spawnSync(path.join(fixturesDir, "make-agent-home"), ["--home", path.join(root, "bad-files"), "--session-files", "many"], { encoding: "utf8" });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--session-files must be a number/);
   });
 
   test("refuses a non-empty home and bad numbers", () => {
