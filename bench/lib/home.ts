@@ -13,6 +13,8 @@ export const PATTERNS = path.join(REPO_ROOT, "scripts", "backup-set.patterns");
 /** make-agent-home arguments: the scale of the home. */
 export interface HomeScale {
   sessions: number;
+  /** Session snapshot files (sessions/session_<id>.json) in the root; the real agent keeps one per session. */
+  sessionFiles: number;
   stateDbMb: number;
   deadWeightMb: number;
   profiles: number;
@@ -35,6 +37,7 @@ export function homeArgs(dir: string, s: HomeScale): string[] {
     MAKE_AGENT_HOME,
     "--home", dir,
     "--sessions", String(s.sessions),
+    "--session-files", String(s.sessionFiles),
     "--state-db-mb", String(s.stateDbMb),
     "--dead-weight-mb", String(s.deadWeightMb),
     "--profiles", String(s.profiles),

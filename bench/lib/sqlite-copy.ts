@@ -134,10 +134,19 @@ async function startWriter(db: string, rate: number, maxSeconds: number): Promis
 /** Which method agent-backup uses, read from its source (the one place that decides it). */
 export function chosenMethod(agentBackupScript: string): { method: Method | null; source: string } {
   if (!fs.existsSync(agentBackupScript)) return { method: null, source: `${agentBackupScript} missing` };
-  const text = fs.readFileSync(agentBackupScript, "utf8");
-  if (/VACUUM INTO/i.test(text)) return { method: "vacuum-into", source: `${path.basename(agentBackupScript)} runs VACUUM INTO` };
-  if (/\.backup\(|pages=-1|backup_step\(.*-1/.test(text)) return { method: "backup-api-one-step", source: `${path.basename(agentBackupScript)} uses the backup API` };
-  if (/\.backup /.test(text)) return { method: "shell-backup", source: `${path.basename(agentBackupScript)} runs .backup` };
+  // Its code only: comments may name the methods it does not use.
+  const text = fs
+    .readFileSync(agentBackupScript, "utf8")
+    .split("\n")
+    .filter((l) => !/^\s*#/.test(l))
+    .join("\n");
+  const name = path.basename(agentBackupScript);
+  if (/VACUUM INTO/i.test(text)) return { method: "vacuum-into", source: `${name} runs VACUUM INTO` };
+  if (/\.backup\(|pages=-1|backup_step\(.*-1/.test(text)) return { method: "backup-api-one-step", source: `${name} uses the backup API` };
+  if (/\.backup /.test(text) && /'BEGIN'|\bBEGIN;/.test(text)) {
+    return { method: "shell-backup-read-txn", source: `${name} runs .backup inside BEGIN ... COMMIT` };
+  }
+  if (/\.backup /.test(text)) return { method: "shell-backup", source: `${name} runs .backup` };
   return { method: null, source: `no copy method recognised in ${agentBackupScript}` };
 }
 
