@@ -209,7 +209,12 @@ borg_explain() {
   elif grep -qi 'Failed to create/acquire the lock\|lock.*timeout' -- "$err"; then
     echo "the repository is locked by another client (gave up after the lock wait)"
   elif grep -qi 'Connection refused\|Connection timed out\|No route to host\|Could not resolve\|Connection closed by\|connection unexpectedly closed\|Host key verification failed\|Permission denied' -- "$err"; then
-    echo "cannot talk to the storage box: $(grep -i -m1 'Connection\|No route\|resolve\|Host key\|Permission denied' -- "$err")"
+    # ssh's own line says why (refused, timed out, host key); borg's "Connection closed by remote
+    # host" follows it, in either order since both write to stderr: prefer ssh's.
+    local why
+    why=$(grep -m1 '^ssh: \|Host key verification failed\|Permission denied' -- "$err" ||
+      grep -i -m1 'Connection\|No route\|resolve' -- "$err")
+    echo "cannot talk to the storage box: $why"
   else
     echo "borg: $(grep -v '^\s*$' -- "$err" | tail -n 3 | tr '\n' ' ')"
   fi
