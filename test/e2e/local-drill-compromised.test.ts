@@ -2,8 +2,8 @@
 // prunes and changes the passphrase; the snapshot and the escrowed key export bring it all back.
 import { beforeAll, describe, expect, it } from "vitest";
 import { findLeftovers } from "../../drill/lib/leftovers";
-import { localDrillReportSchema, type LocalDrillReport } from "../../drill/lib/report";
-import { runDrill } from "./run-drill";
+import { type LocalDrillReport } from "../../drill/lib/report";
+import { runDrillForReport } from "./run-drill";
 
 describe("npm run drill:local -- --scenario compromised-host", () => {
   let report: LocalDrillReport;
@@ -11,12 +11,7 @@ describe("npm run drill:local -- --scenario compromised-host", () => {
   let stderr: string;
 
   beforeAll(async () => {
-    const r = await runDrill(["--scenario", "compromised-host"]);
-    code = r.code;
-    stderr = r.stderr;
-    const parsed = localDrillReportSchema.safeParse(JSON.parse(r.stdout || "null"));
-    if (!parsed.success) throw new Error(`no valid report on stdout (exit ${r.code}):\n${r.stderr.slice(-4000)}`);
-    report = parsed.data;
+    ({ code, stderr, report } = await runDrillForReport(["--scenario", "compromised-host"]));
   }, 900_000);
 
   it("shows the attack worked through the append-only key, what survived, and the recovery", () => {

@@ -4,8 +4,8 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { drillReportFields } from "../../components/drill-report";
 import { findLeftovers } from "../../drill/lib/leftovers";
-import { localDrillReportSchema, type LocalDrillReport } from "../../drill/lib/report";
-import { runDrill } from "./run-drill";
+import { type LocalDrillReport } from "../../drill/lib/report";
+import { runDrillForReport } from "./run-drill";
 
 describe("npm run drill:local -- --tenants 2", () => {
   let code: number | null;
@@ -13,12 +13,7 @@ describe("npm run drill:local -- --tenants 2", () => {
   let report: LocalDrillReport;
 
   beforeAll(async () => {
-    const r = await runDrill(["--tenants", "2"]);
-    code = r.code;
-    stderr = r.stderr;
-    const parsed = localDrillReportSchema.safeParse(JSON.parse(r.stdout || "null"));
-    if (!parsed.success) throw new Error(`no valid report on stdout (exit ${r.code}):\n${r.stderr.slice(-4000)}`);
-    report = parsed.data;
+    ({ code, stderr, report } = await runDrillForReport(["--tenants", "2"]));
   }, 900_000);
 
   it("ends healthy, with exit 0, and says why not otherwise", () => {

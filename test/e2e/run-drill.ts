@@ -2,6 +2,7 @@
 // handing each stderr line (progress) to a callback, e.g. to interrupt it at a chosen step.
 import { spawn } from "child_process";
 import * as path from "path";
+import { localDrillReportSchema, type LocalDrillReport } from "../../drill/lib/report";
 
 export const repoRoot = path.resolve(__dirname, "..", "..");
 export const tsxCli = path.join(repoRoot, "node_modules", "tsx", "dist", "cli.mjs");
@@ -28,3 +29,11 @@ export function runDrill(args: string[], onStderr?: (line: string, pid: number) 
   });
 }
 
+
+/** Runs the drill and parses its JSON report; throws with the end of its progress log when there is none. */
+export async function runDrillForReport(args: string[]): Promise<{ code: number | null; stderr: string; report: LocalDrillReport }> {
+  const r = await runDrill(args);
+  const parsed = localDrillReportSchema.safeParse(JSON.parse(r.stdout || "null"));
+  if (!parsed.success) throw new Error(`no valid report on stdout (exit ${r.code}):\n${r.stderr.slice(-4000)}`);
+  return { code: r.code, stderr: r.stderr, report: parsed.data };
+}
