@@ -3,7 +3,7 @@
 // installed file or the install input changes (the plan's content hash).
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { HostInstallInput, HostInstallPlan, hostInstallPlan, hostInstallStdin } from "./host-install-plan";
+import { HostInstallInput, HostInstallPlan, hostInstallFiles, hostInstallPlan, hostInstallStdin, remoteSourceDir } from "./host-install-plan";
 
 export interface HostBackupArgs {
   /** SSH connection to the agent host; the private key is a secret. */
@@ -24,9 +24,6 @@ export interface HostBackupArgs {
 export const hostConfigPath = "/etc/agent-backup/agent-backup.conf";
 /** The backup command on the host after agent-install. */
 export const agentBackupPath = "/usr/local/sbin/agent-backup";
-
-/** A syntactically valid URL that only serves to read the plan's file layout, which no input changes. */
-const layoutRepoUrl = "ssh://layout@layout.invalid:23/./borg";
 
 /** Root commands run through `sudo -n` unless we connect as root (never prompts: fails instead). */
 function asRoot(user: string, cmd: string): string {
@@ -60,26 +57,22 @@ export class HostBackup extends pulumi.ComponentResource {
       perDialTimeout: 15,
     };
 
-    const layout = hostInstallPlan({ ...args.install, repoUrl: layoutRepoUrl }, args.scriptsDir);
-    const plan = pulumi.output(args.repoUrl).apply((repoUrl) => {
-      const p = hostInstallPlan({ ...args.install, repoUrl }, args.scriptsDir);
-      const same = JSON.stringify(p.files) === JSON.stringify(layout.files) && p.remoteSourceDir === layout.remoteSourceDir;
-      if (!same) throw new Error("host install plan: file layout depends on the repo URL; the copies below assume it does not");
-      return p;
-    });
+    // The files do not depend on the tenant, so they can be copied before the repo URL is known.
+    const files = hostInstallFiles(args.scriptsDir);
+    const plan = pulumi.output(args.repoUrl).apply((repoUrl) => hostInstallPlan({ ...args.install, repoUrl }, args.scriptsDir));
     this.contentHash = plan.contentHash;
 
     // The copies land in a directory the SSH user owns; agent-install (as root) copies them on.
     const owner = user === "root" ? "" : `-o ${user} `;
     const prepare = new command.remote.Command(
       `${name}-source-dir`,
-      { connection, create: asRoot(user, `install -d -m 0700 ${owner}${layout.remoteSourceDir}`), triggers: [this.contentHash] },
+      { connection, create: asRoot(user, `install -d -m 0700 ${owner}${remoteSourceDir}`), triggers: [this.contentHash] },
       { parent: this },
     );
-    const copies = layout.files.map(
+    const copies = files.map(
       (f) =>
         new command.remote.CopyToRemote(
-          `${name}-copy-${f.remotePath.slice(layout.remoteSourceDir.length + 1).replace(/[/.]/g, "-")}`,
+          `${name}-copy-${f.remotePath.slice(remoteSourceDir.length + 1).replace(/[/.]/g, "-")}`,
           { connection, source: new pulumi.asset.FileAsset(f.localPath), remotePath: f.remotePath, triggers: [this.contentHash] },
           { parent: this, dependsOn: [prepare] },
         ),

@@ -120,13 +120,11 @@ function quoteValidated(value: string): string {
 }
 
 /**
- * The install plan for one host: files to copy, the command to run, and its re-run trigger.
- * `sourceDir` is the local scripts/ tree to read (this repository's unless a test says otherwise).
+ * The files every host gets, read from `sourceDir`: the same for every tenant, so a caller can copy
+ * them before the tenant's repository URL is known. Throws naming a missing file.
  */
-export function hostInstallPlan(input: HostInstallInput, sourceDir: string = scriptsDir): HostInstallPlan {
-  validateInput(input);
-  const hash = crypto.createHash("sha256");
-  const files = hostFiles.map(({ rel, executable }) => {
+export function hostInstallFiles(sourceDir: string = scriptsDir): (HostInstallFile & { content: Buffer })[] {
+  return hostFiles.map(({ rel, executable }) => {
     const localPath = path.join(sourceDir, rel);
     let content: Buffer;
     try {
@@ -134,9 +132,21 @@ export function hostInstallPlan(input: HostInstallInput, sourceDir: string = scr
     } catch (err) {
       throw new Error(`host install: missing ${localPath} (${(err as Error).message})`);
     }
-    const mode = executable ? "0755" : "0644";
-    hash.update(`file\0${rel}\0${mode}\0${content.length}\0`).update(content);
-    return { localPath, remotePath: `${remoteSourceDir}/${rel}`, mode };
+    return { localPath, remotePath: `${remoteSourceDir}/${rel}`, mode: executable ? "0755" : "0644", content };
+  });
+}
+
+/**
+ * The install plan for one host: files to copy, the command to run, and its re-run trigger.
+ * `sourceDir` is the local scripts/ tree to read (this repository's unless a test says otherwise).
+ */
+export function hostInstallPlan(input: HostInstallInput, sourceDir: string = scriptsDir): HostInstallPlan {
+  validateInput(input);
+  const hash = crypto.createHash("sha256");
+  const files = hostInstallFiles(sourceDir).map(({ content, ...file }) => {
+    const rel = file.remotePath.slice(remoteSourceDir.length + 1);
+    hash.update(`file\0${rel}\0${file.mode}\0${content.length}\0`).update(content);
+    return file;
   });
 
   const args: [string, string | undefined][] = [
