@@ -15,7 +15,9 @@ export const repoRoot = path.resolve(__dirname, "..", "..");
 export const boxToolsDir = "/usr/local/lib/agent-backups-drill";
 export const agentUser = "hermes";
 export const agentHome = `/home/${agentUser}/.hermes`;
-export const metricsDir = "/var/lib/prometheus/node-exporter";
+// Not the unit's default textfile directory: the drill proves agent-install opens a custom one to
+// the sandboxed service (a drop-in), as an operator's metricsDir needs.
+export const metricsDir = "/srv/metrics/agent-backup";
 
 export interface BackupRun {
   seconds: number;
