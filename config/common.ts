@@ -20,6 +20,9 @@ export function patterned(name: PatternName, what: string): z.ZodString {
 /** A TCP port, 1..65535. */
 export const portSchema = z.number().int().min(1).max(65535);
 
+/** An AWS region name such as eu-central-1. */
+export const awsRegionPattern = /^[a-z]{2}(-[a-z]+)+-[0-9]$/;
+
 // --- systemd OnCalendar (the subset the backup timer needs) --------------------------------------
 
 const calendarShorthands = new Set([

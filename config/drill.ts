@@ -3,7 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { drillCommand } from "../components/drill-command";
-import { ConfigError, configNamespace, formatIssues, patterned } from "./common";
+import { awsRegionPattern, ConfigError, configNamespace, formatIssues, patterned } from "./common";
 import { matchesPattern } from "./patterns";
 
 /** The upstream installer of the reference agent (Hermes), run only when agentCheck is set. */
@@ -71,7 +71,7 @@ export const drillConfigSchema = z.strictObject({
   archive: z.union([z.literal("latest"), patterned("archive_name", "archive")]).default("latest"),
   /** AWS region of the drill box. */
   region: z.string({ error: "required: the AWS region of the drill box" })
-    .regex(/^[a-z]{2}(-[a-z]+)+-[0-9]$/, "an AWS region such as eu-central-1"),
+    .regex(awsRegionPattern, "an AWS region such as eu-central-1"),
   instanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, "an EC2 instance type such as t3.small").default("t3.small"),
   /** CPU architecture of the image; must match instanceType (arm64 for Graviton types such as t4g). */
   architecture: z.enum(["x86_64", "arm64"]).default("x86_64"),

@@ -2,7 +2,7 @@
 // resource exists, and every problem is reported at once, one line each, naming key and field.
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { ConfigError, configNamespace, fieldPath, formatIssues, onCalendarSchema, patterned, portSchema } from "./common";
+import { awsRegionPattern, ConfigError, configNamespace, fieldPath, formatIssues, onCalendarSchema, patterned, portSchema } from "./common";
 
 /** Host keys of `*.your-storagebox.de` on port 23 (docs.hetzner.com, storage box general, SSH host keys). */
 export const storageBoxHostKeys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIICf9svRenC/PLKIL9nk6K/pxQgoiFC41wTNvoIncOxs"];
@@ -95,7 +95,7 @@ export const tenantsSchema = z
 
 export const vaultSchema = z.strictObject({
   /** Second AWS region the recovery material is replicated to. */
-  replicaRegion: z.string().regex(/^[a-z]{2}(-[a-z]+)+-[0-9]$/, "an AWS region such as eu-west-1"),
+  replicaRegion: z.string().regex(awsRegionPattern, "an AWS region such as eu-west-1"),
   /** Prefix of the Secrets Manager secret names; the tenant name follows. */
   namePrefix: z.string().regex(/^[A-Za-z0-9/_+=.@-]{1,64}$/, "letters, digits and /_+=.@-").default("agent-backups/"),
 });
