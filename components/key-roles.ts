@@ -18,6 +18,14 @@ export const keyRoles = {
 export type KeyRoleName = keyof typeof keyRoles;
 export const keyRoleNames = Object.keys(keyRoles) as KeyRoleName[];
 
+/**
+ * True only for the roles defined above. `role in keyRoles` would also accept inherited names
+ * (`toString`, `constructor`, `__proto__`): callers may pass strings from outside the type system.
+ */
+export function isKeyRoleName(role: unknown): role is KeyRoleName {
+  return typeof role === "string" && Object.hasOwn(keyRoles, role);
+}
+
 export interface KeyLineArgs {
   role: KeyRoleName;
   /** OpenSSH public key, "ssh-ed25519 AAAA..." (a trailing comment or newline is dropped). */
@@ -32,6 +40,7 @@ export interface KeyLineArgs {
 
 /** The forced command for one role, exactly as it appears inside command="...". */
 export function forcedCommand(role: KeyRoleName, borgCommand: string, repoPath: string): string {
+  if (!isKeyRoleName(role)) throw new Error(`refusing forced command for role ${JSON.stringify(role)}`);
   const serve = [borgCommand, "serve"];
   if (keyRoles[role].appendOnly) serve.push("--append-only");
   serve.push("--restrict-to-repository", repoPath);
@@ -44,10 +53,11 @@ export function forcedCommand(role: KeyRoleName, borgCommand: string, repoPath: 
  * pattern and refused (never escaped) when it does not match.
  */
 export function renderKeyLine(args: KeyLineArgs): string {
+  // Refused first: everything below reads keyRoles[role].
+  if (!isKeyRoleName(args.role)) throw new Error(`refusing to render an authorized_keys line: invalid role ${JSON.stringify(args.role)}`);
   const [type, blob] = args.publicKey.trim().split(/\s+/);
   const key = `${type} ${blob}`;
   const checks: [string, boolean][] = [
-    [`role ${args.role}`, args.role in keyRoles],
     [`public key for ${args.role}`, matchesPattern("ssh_pubkey", key)],
     [`borg command ${JSON.stringify(args.borgCommand)}`, matchesPattern("borg_command", args.borgCommand)],
     [`repository path ${JSON.stringify(args.repoPath)}`, matchesPattern("abs_path", args.repoPath)],
