@@ -96,65 +96,23 @@ config_load() {
 # cfg KEY [DEFAULT]: a parsed config value.
 cfg() { printf '%s' "${CFG[$1]:-${2:-}}"; }
 
-# --- the backup set: scripts/backup-set.patterns and scripts/sqlite-stores ----------------------
-# Read by agent-backup, agent-restore and agent-verify. The rules live only in those two files;
-# these helpers apply them with find, whose -path matches like borg's fm: (`*` also matches `/`).
+# --- the backup set: scripts/backup-set.rules and scripts/sqlite-stores -------------------------
+# The rules live only in those two files; scripts/lib/classify.awk applies them (see its header for
+# the records it reads and prints). agent-backup's agent side, agent-restore and agent-verify use it.
 AB_SCRIPTS_DIR=$(dirname "$AB_LIB_DIR")
-AB_PATTERNS_FILE=$AB_SCRIPTS_DIR/backup-set.patterns
+AB_RULES_FILE=$AB_SCRIPTS_DIR/backup-set.rules
 AB_STORES_FILE=$AB_SCRIPTS_DIR/sqlite-stores
-readonly AB_FM_GLOB='^[A-Za-z0-9._*?/-]+$'
 
-# backup_set_load: parse the patterns file into AB_FIND_RULES, a find expression that prints one
-# record per path, "ACTION<TAB>CLASS<TAB>TYPE<TAB>SIZE<TAB>PATH<NUL>", ACTION x (left out: find
-# does not descend) or k (kept), CLASS the rule's #@ class or "unlisted".
-declare -ga AB_FIND_RULES=()
-backup_set_load() {
-  local line lineno=0 class='' action glob
-  AB_FIND_RULES=()
-  [[ -r $AB_PATTERNS_FILE ]] || die "cannot read $AB_PATTERNS_FILE"
-  while IFS= read -r line || [[ -n $line ]]; do
-    lineno=$((lineno + 1))
-    if [[ $line =~ ^#@\ (precious|dead|runtime|dangerous)$ ]]; then
-      class=${BASH_REMATCH[1]}
-      continue
-    fi
-    [[ -z $line || $line == \#* ]] && continue
-    [[ $line =~ ^([!+])\ fm:(.+)$ ]] || die "$AB_PATTERNS_FILE:$lineno: expected '! fm:GLOB' or '+ fm:GLOB'"
-    action=${BASH_REMATCH[1]} glob=${BASH_REMATCH[2]}
-    [[ $glob =~ $AB_FM_GLOB ]] || die "$AB_PATTERNS_FILE:$lineno: refusing glob $(printf '%q' "$glob")"
-    [[ -n $class ]] || die "$AB_PATTERNS_FILE:$lineno: rule before any '#@ class' line"
-    AB_FIND_RULES+=('(' -path "./$glob" -o -path "./$glob/*" ')')
-    if [[ $action == '!' ]]; then
-      AB_FIND_RULES+=(-prune -printf "x\t$class\t%y\t%s\t%P\0" -o)
-    else
-      AB_FIND_RULES+=(-printf "k\t$class\t%y\t%s\t%P\0" -o)
-    fi
-  done <"$AB_PATTERNS_FILE"
-  ((${#AB_FIND_RULES[@]} > 0)) || die "$AB_PATTERNS_FILE: no rules"
-  AB_FIND_RULES+=(-printf "k\tunlisted\t%y\t%s\t%P\0")
+# classify_records [EXTRA_RULES_FILE]: classify.awk over TYPE<TAB>SIZE<TAB>PATH records on stdin.
+classify_records() {
+  LC_ALL=C awk -f "$AB_LIB_DIR/classify.awk" -v rules="${1:+$1 }$AB_RULES_FILE" -v stores="$AB_STORES_FILE"
 }
 
-# backup_set_walk DIR [FIND OPTIONS...]: the records of every path below DIR (see backup_set_load).
-backup_set_walk() {
-  local dir=$1; shift
-  ((${#AB_FIND_RULES[@]} > 0)) || backup_set_load
-  (cd -- "$dir" && find . -mindepth 1 "$@" '(' "${AB_FIND_RULES[@]}" ')')
-}
-
-# sqlite_stores_find DIR: relative paths (NUL-terminated) of the regular files below DIR that the
-# stores list names. Run it on a tree already pruned to the backup set.
-sqlite_stores_find() {
-  local dir=$1 line lineno=0
-  local -a expr=()
-  [[ -r $AB_STORES_FILE ]] || die "cannot read $AB_STORES_FILE"
-  while IFS= read -r line || [[ -n $line ]]; do
-    lineno=$((lineno + 1))
-    [[ -z $line || $line == \#* ]] && continue
-    [[ $line =~ ^fm:(.+)$ && ${BASH_REMATCH[1]} =~ $AB_FM_GLOB ]] || die "$AB_STORES_FILE:$lineno: expected fm:GLOB"
-    ((${#expr[@]} == 0)) || expr+=(-o)
-    expr+=(-path "./${line#fm:}")
-  done <"$AB_STORES_FILE"
-  (cd -- "$dir" && find . -mindepth 1 -type f '(' "${expr[@]}" ')' -printf '%P\0')
+# classify_tree DIR [EXTRA_RULES_FILE]: the classified records of every path below DIR (paths with
+# control characters are left out: nothing archived has them).
+classify_tree() {
+  (cd -- "$1" && LC_ALL=C find . -mindepth 1 '(' -name '*[[:cntrl:]]*' -prune ')' -o -printf '%y\t%s\t%P\n') |
+    classify_records "${2:-}"
 }
 
 # is_sqlite_file FILE: true when FILE starts with the SQLite header, or is an empty main file

@@ -14,11 +14,50 @@ process.once("exit", () => {
   for (const d of temps) fs.rmSync(d, { recursive: true, force: true });
 });
 
-/** A fresh temporary directory (0700), removed by cleanupTemp(). */
+/**
+ * A fresh temporary directory, removed by cleanupTemp(). Mode 0711: the test agent user can reach
+ * a home inside it by name (as it reaches its own home on a host), and list nothing.
+ */
 export function tempDir(prefix = "ab-test-"): string {
   const d = fs.mkdtempSync(path.join("/tmp", prefix));
+  fs.chmodSync(d, 0o711);
   temps.push(d);
   return d;
+}
+
+export interface AgentUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+let testAgent: AgentUser | undefined;
+
+/**
+ * The agent's own (non-root) user for this test process, created on first use and removed when the
+ * process exits: the backup reads a home as its owner, as on a host.
+ */
+export function agentUser(): AgentUser {
+  if (testAgent) return testAgent;
+  const name = `abagent${process.pid}`;
+  const add = spawnSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], { encoding: "utf8" });
+  if (add.status !== 0 && !/already exists/.test(add.stderr)) throw new Error(`useradd ${name}: ${add.stderr}`);
+  process.once("exit", () => spawnSync("userdel", [name]));
+  const id = (flag: string) => Number(spawnSync("id", [flag, name], { encoding: "utf8" }).stdout.trim());
+  testAgent = { name, uid: id("-u"), gid: id("-g") };
+  return testAgent;
+}
+
+/** chown -R a path (no symlink followed) to the test agent user. */
+export function chownToAgent(p: string): void {
+  const u = agentUser();
+  const r = spawnSync("chown", ["-R", "-h", `${u.uid}:${u.gid}`, "--", p], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`chown ${p}: ${r.stderr}`);
+}
+
+/** Run a command as the test agent user (its uid and gid), the way the agent itself would. */
+export function runAsAgent(cmd: string, args: string[], opts: { cwd?: string } = {}): SpawnSyncReturns<string> {
+  const u = agentUser();
+  return spawnSync(cmd, args, { uid: u.uid, gid: u.gid, cwd: opts.cwd, encoding: "utf8", timeout: 120_000 });
 }
 
 export function cleanupTemp(): void {
@@ -31,6 +70,8 @@ export interface HomeOptions {
   deadWeightMb?: number;
   profiles?: number;
   seed?: number;
+  /** Who owns the home: the test agent user (default), or root. */
+  owner?: "agent" | "root";
 }
 
 export interface AgentHome {
@@ -50,6 +91,7 @@ export function makeAgentHome(home: string, opts: HomeOptions = {}): AgentHome {
   if (opts.seed !== undefined) args.push("--seed", String(opts.seed));
   const r = spawnSync(path.join(fixturesDir, "make-agent-home"), args, { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`make-agent-home failed (${r.status}): ${r.stderr}`);
+  if (opts.owner !== "root") chownToAgent(home);
   const canaries = fs.readFileSync(canariesFile, "utf8").split("\n").filter(Boolean);
   fs.rmSync(canariesFile);
   return { home, canaries };
@@ -65,10 +107,12 @@ export interface Writer {
 export async function startWriter(home: string, opts: { rate?: number; duration?: number } = {}): Promise<Writer> {
   const db = path.join(home, "state.db");
   const before = countRows(db, "messages");
+  // The writer is the agent: it runs as the home's owner, so its -wal/-shm files are the agent's.
+  const owner = fs.statSync(home);
   const child = spawn(
     path.join(fixturesDir, "agent-writer"),
     ["--home", home, "--rate", String(opts.rate ?? 50), "--duration", String(opts.duration ?? 300)],
-    { stdio: ["ignore", "ignore", "pipe"] },
+    { stdio: ["ignore", "ignore", "pipe"], uid: owner.uid, gid: owner.gid },
   );
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
