@@ -11,7 +11,8 @@
 #   dead, runtime, dangerous, dangerous:allowlist             left out on purpose
 #   unclassified    no rule names it (or it is not a regular file or folder): left out, reported
 # A left-out or unclassified folder is one record: BYTES and FILES add up everything below it, and
-# nothing below it is printed. Run with LC_ALL=C: patterns and paths are bytes.
+# nothing below it is printed; with -v each=1 every path gets its own record instead (and the input
+# may come in any order). Run with LC_ALL=C: patterns and paths are bytes.
 
 function die(msg) { printf "classify.awk: %s\n", msg > "/dev/stderr"; failed = 1; exit 2 }
 
@@ -131,7 +132,7 @@ failed { exit 2 }
     print cls, type, (type == "f" ? size : 0), (type == "d" ? 0 : 1), path
     next
   }
-  if (type == "d") {
+  if (type == "d" && !each) {
     pruned = path; pruned_class = cls; pruned_type = type; pruned_bytes = 0; pruned_files = 0
     next
   }

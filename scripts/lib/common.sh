@@ -103,16 +103,34 @@ AB_SCRIPTS_DIR=$(dirname "$AB_LIB_DIR")
 AB_RULES_FILE=$AB_SCRIPTS_DIR/backup-set.rules
 AB_STORES_FILE=$AB_SCRIPTS_DIR/sqlite-stores
 
-# classify_records [EXTRA_RULES_FILE]: classify.awk over TYPE<TAB>SIZE<TAB>PATH records on stdin.
+# classify_records [EXTRA_RULES_FILE]: classify.awk over TYPE<TAB>SIZE<TAB>PATH records on stdin,
+# one output record per path (-v each=1).
 classify_records() {
-  LC_ALL=C awk -f "$AB_LIB_DIR/classify.awk" -v rules="${1:+$1 }$AB_RULES_FILE" -v stores="$AB_STORES_FILE"
+  LC_ALL=C awk -f "$AB_LIB_DIR/classify.awk" -v each=1 -v rules="${1:+$1 }$AB_RULES_FILE" -v stores="$AB_STORES_FILE"
 }
+
+# What a restore brings back, as an awk condition on classified records: precious paths, their
+# folders, unclassified paths (precious by an operator's rule when archived) and the archive's own
+# .agent-backup files; never runtime, dangerous or dead weight. agent-restore and agent-verify.
+# shellcheck disable=SC2016,SC2034 # awk's $1 and $5; used by the scripts that source this file
+readonly AB_RESTORABLE_AWK='$1 ~ /^(precious|container|unclassified)/ || $5 ~ /^((profiles\/[^\/]+\/)*\.agent-backup)(\/(manifest\.json|allowlists\.env))?$/'
 
 # classify_tree DIR [EXTRA_RULES_FILE]: the classified records of every path below DIR (paths with
 # control characters are left out: nothing archived has them).
 classify_tree() {
   (cd -- "$1" && LC_ALL=C find . -mindepth 1 '(' -name '*[[:cntrl:]]*' -prune ')' -o -printf '%y\t%s\t%P\n') |
     classify_records "${2:-}"
+}
+
+# uri_path PATH: PATH percent-encoded for a SQLite file: URI (spaces, ?, #, % and non-ASCII bytes).
+uri_path() {
+  local s=$1 out='' c i
+  local LC_ALL=C
+  for ((i = 0; i < ${#s}; i++)); do
+    c=${s:i:1}
+    if [[ $c == [A-Za-z0-9/._-] ]]; then out+=$c; else printf -v c '%%%02X' "'$c"; out+=$c; fi
+  done
+  printf '%s' "$out"
 }
 
 # is_sqlite_file FILE: true when FILE starts with the SQLite header, or is an empty main file
