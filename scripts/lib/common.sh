@@ -93,6 +93,12 @@ config_load() {
   done
 }
 
+# The keys of the host config (agent-backup.conf), read by agent-backup and agent-restore.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+readonly AB_HOST_CONFIG_REQUIRED='AGENT_HOME BORG_REPO SSH_KEY KNOWN_HOSTS PASSPHRASE_FILE ARCHIVE_PREFIX'
+# shellcheck disable=SC2034
+readonly AB_HOST_CONFIG_OPTIONAL='REMOTE_BORG HEALTHCHECK_URL METRICS_DIR LOCK_WAIT STAGING_DIR AGENT_USER EXTRA_RULES STORE_TIMEOUT AGENT_TMPDIR'
+
 # cfg KEY [DEFAULT]: a parsed config value.
 cfg() { printf '%s' "${CFG[$1]:-${2:-}}"; }
 
