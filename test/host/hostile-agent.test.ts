@@ -191,18 +191,18 @@ describe("agent-backup against a hostile agent", () => {
 
   test("names reach the journal escaped: no forged log line, no terminal escape sequence", () => {
     const { agent } = agentHomeInOwnParent();
-    const forged = "x\nagent-backup: step 5/5: archive FORGED committed";
+    const forged = "x\nagent-backup: archive FORGED committed";
     const osc52 = "p\u001b]52;c;SGVsbG8=\u0007";
     const plant = runAsAgent("bash", ["-c", 'mkdir -p "$1/$2" "$1/profiles/$3" && echo k > "$1/profiles/$3/.env" && echo n > "$1/profiles/$3/new-file"',
       "bash", agent.home, forged, osc52]);
     expect(plant.status, plant.stderr).toBe(0);
     const r = runScript("agent-backup", ["--config", box.writeConfig("acme", { agentHome: agent.home })], box.clientEnv);
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr.split("\n").some((l) => l.startsWith("agent-backup: step 5/5: archive FORGED"))).toBe(false);
+    expect(r.stderr.split("\n").some((l) => l.startsWith("agent-backup: archive FORGED"))).toBe(false);
     expect(r.stderr).not.toContain("\u001b");
     expect(r.stderr).not.toContain("\u0007");
     // Both are still reported, escaped.
-    expect(r.stderr).toMatch(/unclassified, left out: .*step 5\/5: archive FORGED/);
+    expect(r.stderr).toMatch(/unclassified, left out: .*agent-backup: archive FORGED committed/);
     expect(r.stderr).toMatch(/unclassified, left out: .*52;c;SGVsbG8=/);
   });
 });
