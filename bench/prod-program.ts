@@ -27,9 +27,10 @@ interface ChildResult {
 async function child(tenants: number): Promise<void> {
   const names = Array.from({ length: tenants }, (_, i) => `tenant-${String(i + 1).padStart(3, "0")}`);
   const scriptsDir = fixtureScriptsDir();
+  const archiveDir = fs.mkdtempSync(path.join(os.tmpdir(), "ab-archive-"));
   try {
     const started = process.hrtime.bigint();
-    const run = await runMocked(() => prodStack(loadProdConfig(), { scriptsDir }), {
+    const run = await runMocked(() => prodStack(loadProdConfig(), { scriptsDir, archiveDir }), {
       config: prodConfig(names),
       secretKeys: ["agent-backups:hostPrivateKeys"],
     });
@@ -47,6 +48,7 @@ async function child(tenants: number): Promise<void> {
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } finally {
     fs.rmSync(scriptsDir, { recursive: true, force: true });
+    fs.rmSync(archiveDir, { recursive: true, force: true });
   }
 }
 

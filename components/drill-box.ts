@@ -11,7 +11,7 @@ import * as path from "path";
 import { stringify } from "yaml";
 import { drillCommand } from "./drill-command";
 import { DrillReport, parseDrillReport } from "./drill-report";
-import { hostFiles, remoteSourceDir, scriptsDir } from "./host-install-plan";
+import { hostFiles, remoteSourceDir, scriptsDir, unpackArchiveCommands, writeHostFilesArchive } from "./host-install-plan";
 import { matchesPattern } from "../config/patterns";
 
 /** The AWS account that publishes the official Debian images (wiki.debian.org/Cloud/AmazonEC2Image). */
@@ -25,8 +25,8 @@ export const drillBoxPackages = ["borgbackup", "sqlite3", "jq"] as const;
 export const drillBoxPaths = {
   /** HERMES_HOME for the upstream installer, so the restore target stays empty until the restore. */
   installerHome: "/var/lib/agent-drill/installer-home",
-  /** Where the login user receives the copied scripts before they are installed as root. */
-  staging: `/home/${drillBoxUser}/agent-backup-source`,
+  /** Where the login user receives the archive of the host files before it is unpacked as root. */
+  archive: `/home/${drillBoxUser}/host-files.tar`,
   /** agent-drill as copied from this repository (the host install plan's layout). */
   program: `${remoteSourceDir}/agent-drill`,
 } as const;
@@ -73,6 +73,33 @@ export function newestDebian12Image(architecture: "x86_64" | "arm64", opts?: pul
     .apply((image) => image.id);
 }
 
+/** Where the box runs: a VPC, and a subnet of it unless the VPC's default subnet will do. */
+export interface DrillNetwork {
+  vpcId: string;
+  subnetId?: string;
+}
+
+/**
+ * The drill box's network: the given subnet and its VPC, or else the region's default VPC. Some
+ * accounts have no default VPC; a security group without vpcId would fail there with the EC2
+ * API's own words, so say what to set instead.
+ */
+export function drillNetwork(region: string, subnetId: string | undefined, opts?: pulumi.InvokeOptions): pulumi.Output<DrillNetwork> {
+  if (subnetId !== undefined) {
+    return aws.ec2.getSubnetOutput({ id: subnetId }, opts).apply((s) => ({ vpcId: s.vpcId, subnetId }));
+  }
+  return aws.ec2.getVpcsOutput({ filters: [{ name: "is-default", values: ["true"] }] }, opts).apply((v) => ({ vpcId: defaultVpcOf(region, v.ids) }));
+}
+
+/** The default VPC among a region's lookup result, or the error that says which key to set. */
+export function defaultVpcOf(region: string, ids: readonly string[] | undefined): string {
+  const vpcId = ids?.[0];
+  if (vpcId === undefined) {
+    throw new Error(`region ${region} has no default VPC: set agent-backups:subnetId to a subnet with a route to the internet (pulumi config set -s drill subnetId subnet-...)`);
+  }
+  return vpcId;
+}
+
 /**
  * cloud-init user data: pins the box's SSH host key (so Pulumi can verify it is talking to this box
  * before it sends the drill key) and schedules the poweroff at the time to live. bootcmd runs early
@@ -93,28 +120,19 @@ export function renderUserData(hostPrivateKey: string, hostPublicKey: string, tt
 /** sha256 over the copied files and their modes: re-installs and re-runs the drill when one changes. */
 export function scriptsContentHash(sourceDir: string): string {
   const hash = crypto.createHash("sha256");
-  for (const { rel, executable } of hostFiles) {
-    const file = path.join(sourceDir, rel);
-    if (!fs.existsSync(file)) throw new Error(`drill box: missing ${file}: the drill copies every file of the host install plan`);
-    hash.update(`${rel}\0${executable ? "0755" : "0644"}\0`).update(fs.readFileSync(file));
+  for (const { rel, executable } of hostFiles(sourceDir)) {
+    hash.update(`${rel}\0${executable ? "0755" : "0644"}\0`).update(fs.readFileSync(path.join(sourceDir, rel)));
   }
   return hash.digest("hex");
 }
 
-/** Creates the login user's staging directories: an SFTP copy of one file makes no parent directory. */
-export function stagingDirsCommand(): string {
-  const dirs = [...new Set(hostFiles.map(({ rel }) => path.posix.dirname(`${drillBoxPaths.staging}/${rel}`)))];
-  return `install -d -m 0700 ${dirs.join(" ")}`;
-}
-
-/** The script that moves the copied files into place as root, with the host install plan's modes. */
-export function installScriptsCommand(): string {
-  const dirs = [...new Set(hostFiles.map(({ rel }) => path.posix.dirname(`${remoteSourceDir}/${rel}`)))];
-  const lines = ["set -eu", `sudo install -d -m 0755 ${dirs.join(" ")}`];
-  for (const { rel, executable } of hostFiles) {
-    lines.push(`sudo install -m ${executable ? "0755" : "0644"} ${drillBoxPaths.staging}/${rel} ${remoteSourceDir}/${rel}`);
-  }
-  return lines.join("\n");
+/**
+ * Checks the uploaded archive and unpacks it as root into the host install plan's source
+ * directory: the same layout and modes a prod host gets.
+ */
+export function installScriptsCommand(archiveSha256: string): string {
+  const { verify, unpack } = unpackArchiveCommands(drillBoxPaths.archive, archiveSha256);
+  return ["set -eu", verify, ...unpack.map((c) => `sudo ${c}`)].join("\n");
 }
 
 /** Writes stdin to one root-only file; the secret never appears on a command line. */
@@ -196,6 +214,10 @@ export interface DrillBoxArgs {
   reportFile: string;
   /** The local scripts/ tree to copy; this repository's unless a test says otherwise. */
   sourceDir?: string;
+  /** Where the archive of the host files is written locally (default: this repository's .cache/). */
+  archiveDir?: string;
+  /** The VPC (and subnet) of the box: drillNetwork. */
+  network: pulumi.Input<DrillNetwork>;
 }
 
 /** A disposable EC2 restore box that runs one drill for one tenant and reports on it. */
@@ -226,6 +248,8 @@ export class DrillBox extends pulumi.ComponentResource {
       throw new Error(`drill box: refusing report file ${JSON.stringify(args.reportFile)}`);
     }
     const contentHash = scriptsContentHash(sourceDir);
+    const archive = writeHostFilesArchive(sourceDir, args.archiveDir);
+    const network = pulumi.output(args.network);
     const expiry = new Date(args.createdAt.getTime() + args.ttlHours * 3600_000).toISOString();
     const tags = { Name: `agent-drill-${args.tenant}`, tenant: args.tenant, drill: name, expiry };
 
@@ -235,6 +259,7 @@ export class DrillBox extends pulumi.ComponentResource {
     const keyPair = new aws.ec2.KeyPair(`${name}-login`, { publicKey: loginKey.publicKeyOpenssh, tags }, parent);
     const storagePort = pulumi.output(args.repo).apply((r) => r.storagePort);
     const securityGroup = new aws.ec2.SecurityGroup(`${name}-ssh`, {
+      vpcId: network.vpcId,
       description: `agent-drill ${args.tenant}: SSH from ${args.sshCidr} only`,
       ingress: [{ description: "SSH from the drill operator", protocol: "tcp", fromPort: 22, toPort: 22, cidrBlocks: [args.sshCidr] }],
       // Out: apt and the upstream agent over HTTP(S), and the storage box. The VPC resolver is not
@@ -254,6 +279,7 @@ export class DrillBox extends pulumi.ComponentResource {
       instanceType: args.instanceType,
       keyName: keyPair.keyName,
       vpcSecurityGroupIds: [securityGroup.id],
+      subnetId: network.apply((n) => n.subnetId),
       associatePublicIpAddress: true,
       // A poweroff from inside (the time to live) terminates the box: nothing is left running.
       instanceInitiatedShutdownBehavior: "terminate",
@@ -277,8 +303,9 @@ export class DrillBox extends pulumi.ComponentResource {
       dialErrorLimit: 40,
       perDialTimeout: 15,
     };
+    // addPreviousOutputInEnv: a step's earlier output must not travel to the box again (SSH setenv).
     const onBox = (step: string, create: pulumi.Input<string>, extra: Partial<command.remote.CommandArgs>, dependsOn: pulumi.Resource[]) =>
-      new command.remote.Command(`${name}-${step}`, { connection, create, ...extra }, { ...parent, dependsOn });
+      new command.remote.Command(`${name}-${step}`, { connection, create, ...extra, addPreviousOutputInEnv: false }, { ...parent, dependsOn });
 
     // --- prepare the box -----------------------------------------------------------------------
     const booted = onBox("boot", [
@@ -293,15 +320,14 @@ export class DrillBox extends pulumi.ComponentResource {
       `sudo timeout ${waits.apt} apt-get -q update`,
       `sudo env DEBIAN_FRONTEND=noninteractive timeout ${waits.apt} apt-get -q install -y --no-install-recommends ${drillBoxPackages.join(" ")}`,
     ].join("\n"), {}, [booted]);
-    const staging = onBox("staging", stagingDirsCommand(), {}, [booted]);
-    const copies = hostFiles.map(({ rel }) =>
-      new command.remote.CopyToRemote(`${name}-copy-${rel.replace(/[^A-Za-z0-9]+/g, "-")}`, {
-        connection,
-        source: new pulumi.asset.FileAsset(path.join(sourceDir, rel)),
-        remotePath: `${drillBoxPaths.staging}/${rel}`,
-        triggers: [contentHash],
-      }, { ...parent, dependsOn: [staging] }));
-    const scripts = onBox("scripts", installScriptsCommand(), { triggers: [contentHash] }, copies);
+    // The host files as one archive in one SSH session, unpacked as root where the plan puts them.
+    const copy = new command.remote.CopyToRemote(`${name}-host-files`, {
+      connection,
+      source: new pulumi.asset.FileAsset(archive.localPath),
+      remotePath: drillBoxPaths.archive,
+      triggers: [contentHash],
+    }, { ...parent, dependsOn: [booted] });
+    const scripts = onBox("scripts", installScriptsCommand(archive.sha256), { triggers: [contentHash] }, [copy]);
 
     const repo = pulumi.output(args.repo);
     const withNewline = (s: string) => (s.endsWith("\n") ? s : `${s}\n`);
@@ -341,6 +367,7 @@ export class DrillBox extends pulumi.ComponentResource {
       create: this.report.apply(reportVerdictScript),
       stdin: this.report.apply((r) => `${JSON.stringify(r, null, 2)}\n`),
       environment: { DRILL_REPORT_FILE: args.reportFile },
+      addPreviousOutputInEnv: false,
     }, parent);
 
     this.reportFile = verdict.environment.apply((env) => env?.DRILL_REPORT_FILE ?? args.reportFile);

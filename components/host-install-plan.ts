@@ -55,23 +55,47 @@ export interface HostInstallPlan {
 /** The repository's scripts/ directory: the tree that is copied to hosts. */
 export const scriptsDir = path.join(__dirname, "..", "scripts");
 
+/** Files of scripts/ that run on the operator's machine only and never go to a host. */
+export const operatorOnlyFiles: readonly string[] = ["check-storage-box"];
+
+/** One file of the host tree, relative to scripts/. */
+export interface HostFile {
+  rel: string;
+  /** The local file has an x bit: it is installed 0755, else 0644. */
+  executable: boolean;
+}
+
 /**
- * The files of scripts/ that a host needs, relative to scripts/. Executables get 0755. The
- * patterns and stores lists are data read by the scripts; the units are installed by agent-install.
+ * The files of scripts/ that a host gets: every regular file except the operator-only ones, sorted
+ * by path, executable when the local file's mode has an x bit. Derived from the tree itself, so a
+ * new host file (a lib/*.awk, a new command) is picked up without a change here. Python bytecode
+ * caches are skipped (they differ from machine to machine); a symlink or any other non-regular
+ * file, or a name outside the strict rel_path pattern, is refused: it would reach shell commands.
  */
-export const hostFiles: readonly { rel: string; executable: boolean }[] = [
-  { rel: "agent-install", executable: true },
-  { rel: "agent-backup", executable: true },
-  { rel: "agent-restore", executable: true },
-  { rel: "agent-verify", executable: true },
-  { rel: "agent-drill", executable: true },
-  { rel: "lib/common.sh", executable: false },
-  { rel: "lib/value-patterns", executable: false },
-  { rel: "backup-set.patterns", executable: false },
-  { rel: "sqlite-stores", executable: false },
-  { rel: "systemd/agent-backup.service", executable: false },
-  { rel: "systemd/agent-backup.timer", executable: false },
-];
+export function hostFiles(sourceDir: string = scriptsDir): HostFile[] {
+  const found: HostFile[] = [];
+  const walk = (dir: string, prefix: string): void => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch (err) {
+      throw new Error(`host install: cannot read ${dir} (${(err as Error).message})`);
+    }
+    for (const e of entries) {
+      const rel = prefix === "" ? e.name : `${prefix}/${e.name}`;
+      if (e.isDirectory() && e.name === "__pycache__") continue;
+      if (!matchesPattern("rel_path", rel)) throw new Error(`host install: refusing file name ${JSON.stringify(rel)} under ${sourceDir}`);
+      if (e.isDirectory()) walk(path.join(dir, e.name), rel);
+      else if (e.isFile()) {
+        if (operatorOnlyFiles.includes(rel)) continue;
+        found.push({ rel, executable: (fs.statSync(path.join(dir, e.name)).mode & 0o111) !== 0 });
+      } else throw new Error(`host install: refusing ${path.join(dir, e.name)}: not a regular file or directory`);
+    }
+  };
+  walk(sourceDir, "");
+  if (!found.some((f) => f.rel === "agent-install")) throw new Error(`host install: missing ${path.join(sourceDir, "agent-install")} (the install command runs it)`);
+  return found.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+}
 
 /** Where the copied tree lands on the host (root-owned, outside world-writable /tmp). */
 export const remoteSourceDir = "/var/lib/agent-backup/install-source";
@@ -124,7 +148,7 @@ function quoteValidated(value: string): string {
  * them before the tenant's repository URL is known. Throws naming a missing file.
  */
 export function hostInstallFiles(sourceDir: string = scriptsDir): (HostInstallFile & { content: Buffer })[] {
-  return hostFiles.map(({ rel, executable }) => {
+  return hostFiles(sourceDir).map(({ rel, executable }) => {
     const localPath = path.join(sourceDir, rel);
     let content: Buffer;
     try {
@@ -134,6 +158,100 @@ export function hostInstallFiles(sourceDir: string = scriptsDir): (HostInstallFi
     }
     return { localPath, remotePath: `${remoteSourceDir}/${rel}`, mode: executable ? "0755" : "0644", content };
   });
+}
+
+// --- one archive instead of one SSH session per file ---------------------------------------------
+
+/** Where the archive of the host files is uploaded, in a directory the SSH user owns. */
+export const remoteUploadDir = "/var/lib/agent-backup/install-upload";
+export const remoteArchivePath = `${remoteUploadDir}/host-files.tar`;
+
+/** One 512-byte ustar header; numbers are octal, NUL-terminated. */
+function ustarHeader(name: string, mode: number, size: number, type: "0" | "5"): Buffer {
+  if (Buffer.byteLength(name) > 100) throw new Error(`host install: path too long for the archive: ${name}`);
+  const h = Buffer.alloc(512);
+  const put = (value: string, offset: number, length: number) => h.write(value, offset, length, "ascii");
+  const octal = (n: number, length: number) => n.toString(8).padStart(length - 1, "0");
+  put(name, 0, 100);
+  put(octal(mode, 8), 100, 8);
+  put(octal(0, 8), 108, 8); // uid root
+  put(octal(0, 8), 116, 8); // gid root
+  put(octal(size, 12), 124, 12);
+  put(octal(0, 12), 136, 12); // mtime: fixed, so equal trees give equal archives
+  put(" ".repeat(8), 148, 8); // checksum field counts as spaces while summing
+  put(type, 156, 1);
+  put("ustar\0", 257, 6);
+  put("00", 263, 2);
+  put("root", 265, 32);
+  put("root", 297, 32);
+  let sum = 0;
+  for (const byte of h) sum += byte;
+  put(`${octal(sum, 7)}\0 `, 148, 8);
+  return h;
+}
+
+/**
+ * The host files as one uncompressed ustar archive: directories 0755, files with their plan mode,
+ * owned by root, mtime 0, in sorted order. The same tree always gives the same bytes.
+ */
+export function hostFilesArchive(sourceDir: string = scriptsDir): Buffer {
+  const files = hostInstallFiles(sourceDir);
+  const parts: Buffer[] = [];
+  const dirs = new Set<string>();
+  for (const f of files) {
+    const rel = f.remotePath.slice(remoteSourceDir.length + 1);
+    const segments = rel.split("/").slice(0, -1);
+    for (let i = 1; i <= segments.length; i++) {
+      const dir = segments.slice(0, i).join("/");
+      if (!dirs.has(dir)) {
+        dirs.add(dir);
+        parts.push(ustarHeader(`${dir}/`, 0o755, 0, "5"));
+      }
+    }
+    parts.push(ustarHeader(rel, parseInt(f.mode, 8), f.content.length, "0"), f.content);
+    const pad = (512 - (f.content.length % 512)) % 512;
+    if (pad > 0) parts.push(Buffer.alloc(pad));
+  }
+  parts.push(Buffer.alloc(1024)); // end of archive: two zero blocks
+  return Buffer.concat(parts);
+}
+
+/** Where archives are kept for the copy: this repository's ignored .cache/, owned by its user. */
+export const defaultArchiveCacheDir = path.join(__dirname, "..", ".cache", "host-files");
+
+/**
+ * The archive written to `cacheDir` under its own sha256, so an unchanged tree keeps the same
+ * path and content from run to run (a copy is made only when it changed). Written atomically.
+ */
+export function writeHostFilesArchive(sourceDir: string = scriptsDir, cacheDir: string = defaultArchiveCacheDir): { localPath: string; sha256: string } {
+  const archive = hostFilesArchive(sourceDir);
+  const sha256 = crypto.createHash("sha256").update(archive).digest("hex");
+  const localPath = path.join(cacheDir, `host-files-${sha256}.tar`);
+  const current = fs.existsSync(localPath) ? fs.readFileSync(localPath) : undefined;
+  if (!current || !current.equals(archive)) {
+    fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
+    const tmp = `${localPath}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, archive, { mode: 0o600 });
+    fs.renameSync(tmp, localPath);
+  }
+  return { localPath, sha256 };
+}
+
+/**
+ * Checks the uploaded archive against the sha256 it was built with (`verify`, needs no root), then
+ * unpacks it into a fresh remoteSourceDir (`unpack`, as root), so that files dropped from scripts/
+ * disappear from the host too.
+ */
+export function unpackArchiveCommands(archivePath: string, sha256: string): { verify: string; unpack: string[] } {
+  if (!matchesPattern("abs_path", archivePath) || !/^[0-9a-f]{64}$/.test(sha256)) throw new Error("host install: refusing archive path or checksum");
+  return {
+    verify: `printf '%s  %s\\n' ${sha256} ${archivePath} | sha256sum --check --quiet --strict`,
+    unpack: [
+      `rm -rf ${remoteSourceDir}`,
+      `install -d -m 0700 ${remoteSourceDir}`,
+      `tar -x --no-same-owner -f ${archivePath} -C ${remoteSourceDir}`,
+    ],
+  };
 }
 
 /**

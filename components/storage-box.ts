@@ -5,6 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import * as tls from "@pulumi/tls";
 import { matchesPattern } from "../config/patterns";
+import { deadPassword } from "./password-reset";
 
 export interface StorageBoxArgs {
   /** Name of the box in the Hetzner Console. */
@@ -42,6 +43,8 @@ export class StorageBox extends pulumi.ComponentResource {
   readonly adminPrivateKey: pulumi.Output<string>;
   readonly port: number;
   readonly hostKeys: readonly string[];
+  /** The command that made the main account's password dead right after creation. */
+  readonly passwordReset: pulumi.Resource;
 
   constructor(name: string, args: StorageBoxArgs, opts?: pulumi.ComponentResourceOptions) {
     super("agent-backups:storage:StorageBox", name, {}, opts);
@@ -50,7 +53,7 @@ export class StorageBox extends pulumi.ComponentResource {
 
     // Keys of the box can only be given at creation; losing this one means no way to write keys.
     const adminKey = new tls.PrivateKey(`${name}-admin-key`, { algorithm: "ED25519" }, { parent: this, protect: true });
-    // The main account's password is never used (keys only) but the API requires one.
+    // The API requires a password at creation; deadPassword below makes this value dead at once.
     const password = new random.RandomPassword(
       `${name}-password`,
       { length: 32, minUpper: 2, minLower: 2, minNumeric: 2, minSpecial: 2, overrideSpecial: "-_.+=" },
@@ -66,15 +69,21 @@ export class StorageBox extends pulumi.ComponentResource {
         password: password.result,
         sshKeys: [adminKey.publicKeyOpenssh.apply((k) => k.trim())],
         deleteProtection: true,
-        // Hosts run outside Hetzner: SSH must be on and reachable from outside; nothing else is used.
-        accessSettings: { sshEnabled: true, reachableExternally: true, sambaEnabled: false, webdavEnabled: false, zfsEnabled: false },
+        // Hosts run outside Hetzner: SSH must be on and reachable from outside. The snapshot
+        // directory is shown (zfsEnabled): it is read-only, and the runbook (docs/RESTORE.md,
+        // section 11) copies a tenant's repository out of /home/.zfs/snapshot with the main account.
+        // No sub-account credential can browse it: their keys are forced to borg serve on one
+        // repository and their passwords are dead. Nothing else is used.
+        accessSettings: { sshEnabled: true, reachableExternally: true, sambaEnabled: false, webdavEnabled: false, zfsEnabled: true },
         // Daily: hour and minute set, both day fields left unset.
         snapshotPlan: { hour: args.snapshots.hour, minute: args.snapshots.minute, maxSnapshots: args.snapshots.keep },
         labels: { "managed-by": "pulumi", project: "agent-backups" },
       },
       // A replaced or deleted box takes every backup with it; sshKeys cannot change without that.
-      { parent: this, protect: true, retainOnDelete: true, ignoreChanges: ["sshKeys"], additionalSecretOutputs: ["password"] },
+      // A changed password input must never reset the box to a value that is in the state.
+      { parent: this, protect: true, retainOnDelete: true, ignoreChanges: ["sshKeys", "password"], additionalSecretOutputs: ["password"] },
     );
+    this.passwordReset = deadPassword(`${name}-password-reset`, { boxId: box.id, resource: box }, { parent: this });
 
     this.boxId = box.id.apply(Number);
     this.server = box.server;

@@ -7,6 +7,7 @@ import * as random from "@pulumi/random";
 import * as tls from "@pulumi/tls";
 import { matchesPattern } from "../config/patterns";
 import { KeyRoleName, keyRoleNames, renderAuthorizedKeys } from "./key-roles";
+import { deadPassword } from "./password-reset";
 import { renderKnownHosts } from "./storage-box";
 
 export interface TenantRepoArgs {
@@ -31,6 +32,11 @@ export interface TenantRepoArgs {
   repoPathOnBox: string;
   /** Repository directory inside the sub-account's home ("borg"). */
   repoDirName: string;
+  /**
+   * SFTP sessions of the main account that must end before this tenant's authorized_keys write
+   * starts: the caller bounds how many run at once on one box (its connection limit).
+   */
+  authorizedKeysAfter?: pulumi.Resource[];
 }
 
 /**
@@ -109,6 +115,10 @@ export class TenantRepo extends pulumi.ComponentResource {
   readonly privateKeys: Record<KeyRoleName, pulumi.Output<string>>;
   /** The borg passphrase (secret). */
   readonly passphrase: pulumi.Output<string>;
+  /** The main account's SFTP write of this tenant's authorized_keys. */
+  readonly authorizedKeysWrite: command.local.Command;
+  /** The command that made the sub-account's password dead right after creation. */
+  readonly passwordReset: pulumi.Resource;
 
   constructor(name: string, args: TenantRepoArgs, opts?: pulumi.ComponentResourceOptions) {
     super("agent-backups:storage:TenantRepo", name, {}, opts);
@@ -119,7 +129,7 @@ export class TenantRepo extends pulumi.ComponentResource {
     ) as Record<KeyRoleName, tls.PrivateKey>;
     // Losing the passphrase loses the repository: never let a diff replace it.
     const passphrase = new random.RandomPassword(`${name}-passphrase`, { length: 48, special: false }, { parent: this, protect: true });
-    // The sub-account's password is never used (keys only) but the API requires one.
+    // The API requires a password at creation; deadPassword below makes this value dead at once.
     const password = new random.RandomPassword(
       `${name}-password`,
       { length: 32, minUpper: 2, minLower: 2, minNumeric: 2, minSpecial: 2, overrideSpecial: "-_.+=" },
@@ -137,8 +147,10 @@ export class TenantRepo extends pulumi.ComponentResource {
         accessSettings: { sshEnabled: true, reachableExternally: true, readonly: false, sambaEnabled: false, webdavEnabled: false },
         labels: { "managed-by": "pulumi", tenant: args.tenant },
       },
-      { parent: this, protect: true, retainOnDelete: true, additionalSecretOutputs: ["password"] },
+      // A changed password input must never reset the sub-account to a value that is in the state.
+      { parent: this, protect: true, retainOnDelete: true, ignoreChanges: ["password"], additionalSecretOutputs: ["password"] },
     );
+    this.passwordReset = deadPassword(`${name}-password-reset`, { boxId: args.boxId, subaccountId: sub.id, resource: sub }, { parent: this });
 
     const publicKeys = pulumi
       .all(keyRoleNames.map((role) => keys[role].publicKeyOpenssh))
@@ -148,7 +160,7 @@ export class TenantRepo extends pulumi.ComponentResource {
     const env = pulumi
       .all([args.boxUser, args.boxServer, this.authorizedKeys, args.boxKnownHosts])
       .apply(([boxUser, boxHost, authorizedKeys, knownHosts]) => writeAuthorizedKeysEnv({ boxUser, boxHost, port: args.port, homeDir, authorizedKeys, knownHosts }));
-    new command.local.Command(
+    this.authorizedKeysWrite = new command.local.Command(
       `${name}-authorized-keys`,
       {
         interpreter: authorizedKeysInterpreter,
@@ -156,8 +168,9 @@ export class TenantRepo extends pulumi.ComponentResource {
         environment: env,
         stdin: pulumi.secret(args.adminPrivateKey),
         logging: "stdoutAndStderr",
+        addPreviousOutputInEnv: false,
       },
-      { parent: this, dependsOn: [sub], additionalSecretOutputs: ["stdin"] },
+      { parent: this, dependsOn: [sub, ...(args.authorizedKeysAfter ?? [])], additionalSecretOutputs: ["stdin"] },
     );
 
     this.subaccountUser = sub.username;

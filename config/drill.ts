@@ -77,6 +77,11 @@ export const drillConfigSchema = z.strictObject({
   architecture: z.enum(["x86_64", "arm64"]).default("x86_64"),
   /** A fixed image; by default the newest official Debian 12 image is looked up. */
   imageId: z.string().regex(/^ami-([0-9a-f]{8}|[0-9a-f]{17})$/, "an AMI id such as ami-0123456789abcdef0").optional(),
+  /**
+   * A subnet for the box (with a route to the internet); the box and its security group go into
+   * its VPC. Unset: the region's default VPC, and a clear error when the region has none.
+   */
+  subnetId: z.string().regex(/^subnet-([0-9a-f]{8}|[0-9a-f]{17})$/, "a subnet id such as subnet-0123456789abcdef0").optional(),
   /** The only source allowed to reach the box over SSH (where `pulumi up` runs). */
   sshCidr: z.string({ error: "required: the CIDR allowed to reach the box over SSH, e.g. <your ip>/32" })
     .superRefine((v, ctx) => {

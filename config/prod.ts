@@ -52,8 +52,13 @@ const hostSchema = z
     provider: z.string().regex(/^[a-z0-9-]{2,32}$/, "a provider name such as aws"),
     /** The agent's home directory on the host (Hermes: /home/<user>/.hermes). */
     agentHome: patterned("abs_path", "agent home"),
-    /** The host's own SSH host key, pinned for Pulumi's connection (recommended). */
-    hostKey: patterned("ssh_pubkey", "host key of the agent host").optional(),
+    /**
+     * The host's own SSH host key, pinned for Pulumi's connection. Required: without it the
+     * command provider does not check who answers, and it sends the push key and the passphrase.
+     */
+    hostKey: z
+      .string({ error: "required: the agent host's own SSH host key (ssh-ed25519 AAAA...), read on the host itself (README, Operator guide: reading a host's key)" })
+      .pipe(patterned("ssh_pubkey", "host key of the agent host")),
     /** Prometheus textfile collector directory on the host. */
     metricsDir: patterned("abs_path", "metrics directory").optional(),
   })
@@ -163,6 +168,34 @@ export function parseProdConfig(raw: RawProdConfig): Omit<ProdConfig, "hostPriva
   problems.push(...hostKeyProblems(raw.hostPrivateKeys, [...new Set(names)]));
   if (problems.length > 0 || !storage.success || !tenants.success || !vault.success) throw new ConfigError(problems);
   return { storage: storage.data, tenants: tenants.data, vault: vault.data };
+}
+
+/** What a Storage Box type allows (hcloud.getStorageBoxType), as far as the config must fit in it. */
+export interface BoxTypeLimits {
+  /** Automatic snapshots the snapshot plan may keep. */
+  automaticSnapshotLimit: number;
+  /** Sub-accounts the box may have: one per tenant. */
+  subaccountsLimit: number;
+}
+
+/**
+ * Problems of a valid config against its box type's limits, one line each naming the key, or [].
+ * Checked before any resource exists: the API would refuse the plan or a sub-account only halfway
+ * through an update.
+ */
+export function boxLimitProblems(config: Pick<ProdConfig, "storage" | "tenants">, limits: BoxTypeLimits): string[] {
+  const problems: string[] = [];
+  const { boxType, snapshots } = config.storage;
+  if (!Number.isInteger(limits.automaticSnapshotLimit) || !Number.isInteger(limits.subaccountsLimit)) {
+    return [`${fieldPath("storage", ["boxType"])}: the API gave no limits for box type ${boxType}`];
+  }
+  if (snapshots.keep > limits.automaticSnapshotLimit) {
+    problems.push(`${fieldPath("storage", ["snapshots", "keep"])}: ${snapshots.keep} automatic snapshots, but box type ${boxType} keeps at most ${limits.automaticSnapshotLimit}`);
+  }
+  if (config.tenants.length > limits.subaccountsLimit) {
+    problems.push(`${fieldPath("tenants", [])}: ${config.tenants.length} tenants need as many sub-accounts, but box type ${boxType} allows at most ${limits.subaccountsLimit}`);
+  }
+  return problems;
 }
 
 function parseJsonKey(key: string): unknown {

@@ -4,7 +4,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { DrillConfig, loadDrillConfig } from "../config/drill";
-import { DrillBox, DrillRepoAccess, newestDebian12Image } from "../components/drill-box";
+import { DrillBox, DrillRepoAccess, drillNetwork, newestDebian12Image } from "../components/drill-box";
 
 /** One tenant of the prod stack's `tenants` output (plain). */
 interface ProdTenant extends DrillRepoAccess {
@@ -34,6 +34,8 @@ export interface DrillStackOptions {
   createdAt?: Date;
   /** The local scripts/ tree to copy; this repository's by default. */
   sourceDir?: string;
+  /** Where the archive of the host files is written (default: this repository's .cache/). */
+  archiveDir?: string;
 }
 
 /** The drill stack's resources and outputs for a validated config. */
@@ -47,6 +49,7 @@ export function drillResources(config: DrillConfig, options: DrillStackOptions =
 
   const provider = new aws.Provider("drill-region", { region: config.region as aws.Region });
   const imageId = config.imageId ?? newestDebian12Image(config.architecture, { provider });
+  const network = drillNetwork(config.region, config.subnetId, { provider });
   const box = new DrillBox(`drill-${config.tenant}`, {
     tenant: config.tenant,
     repo: tenant.apply((t) => ({ repoUrl: t.repoUrl, remoteBorg: t.remoteBorg, storagePort: t.storagePort, knownHosts: t.knownHosts })),
@@ -59,6 +62,8 @@ export function drillResources(config: DrillConfig, options: DrillStackOptions =
     ttlHours: config.ttlHours,
     createdAt: options.createdAt ?? new Date(),
     ...(options.sourceDir === undefined ? {} : { sourceDir: options.sourceDir }),
+    ...(options.archiveDir === undefined ? {} : { archiveDir: options.archiveDir }),
+    network,
     rootVolumeGiB: config.rootVolumeGiB,
     target: config.target,
     ...(config.agentCheck === undefined ? {} : { agentCheck: config.agentCheck }),

@@ -1,7 +1,9 @@
 // The prod stack: one Storage Box, and per tenant its repository, the backup on its agent host and
 // its recovery material in the control vault. Outputs are the contract the drill stack reads.
+import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
-import { ProdConfig, loadProdConfig, repoDirName } from "../config/prod";
+import { ConfigError } from "../config/common";
+import { BoxTypeLimits, ProdConfig, boxLimitProblems, loadProdConfig, repoDirName } from "../config/prod";
 import { ControlVault } from "../components/control-vault";
 import { HostBackup } from "../components/host-backup";
 import { KeyRoleName } from "../components/key-roles";
@@ -33,9 +35,34 @@ function byTenant<T>(names: string[], values: pulumi.Output<T>[]): pulumi.Output
 export interface ProdStackOptions {
   /** The scripts/ tree installed on hosts (default: this repository's). */
   scriptsDir?: string;
+  /** Where the archive of the host files is written (default: this repository's .cache/). */
+  archiveDir?: string;
 }
 
-export function prodStack(config: ProdConfig = loadProdConfig(), options: ProdStackOptions = {}): ProdOutputs {
+/**
+ * SFTP sessions of the main account that write authorized_keys at once. An old Hetzner page gives
+ * 10 connections per Storage Box account; this leaves room for the operator's own sessions.
+ */
+export const maxAuthorizedKeysWrites = 4;
+
+/** The box type's limits, from the Storage Box API (through the provider). */
+export async function boxTypeLimits(boxType: string): Promise<BoxTypeLimits> {
+  const t = await hcloud.getStorageBoxType({ name: boxType });
+  return { automaticSnapshotLimit: t.automaticSnapshotLimit, subaccountsLimit: t.subaccountsLimit };
+}
+
+/**
+ * The prod program: the config is checked against the box type's limits first, so that a config
+ * the box cannot hold fails before any resource exists.
+ */
+export async function prodStack(config: ProdConfig = loadProdConfig(), options: ProdStackOptions = {}): Promise<ProdOutputs> {
+  const problems = boxLimitProblems(config, await boxTypeLimits(config.storage.boxType));
+  if (problems.length > 0) throw new ConfigError(problems);
+  return prodResources(config, options);
+}
+
+/** Every resource of the prod stack, for a config already checked. */
+export function prodResources(config: ProdConfig, options: ProdStackOptions = {}): ProdOutputs {
   const { storage, vault } = config;
   const box = new StorageBox("backup-storage", {
     name: storage.name,
@@ -47,7 +74,8 @@ export function prodStack(config: ProdConfig = loadProdConfig(), options: ProdSt
   });
 
   const names = config.tenants.map((t) => t.name);
-  const perTenant = config.tenants.map((t) => {
+  const authorizedKeysWrites: pulumi.Resource[] = [];
+  const perTenant = config.tenants.map((t, i) => {
     const repo = new TenantRepo(`repo-${t.name}`, {
       tenant: t.name,
       boxId: box.boxId,
@@ -60,7 +88,10 @@ export function prodStack(config: ProdConfig = loadProdConfig(), options: ProdSt
       remoteBorg: storage.remoteBorg,
       repoPathOnBox: storage.repoPathOnBox,
       repoDirName,
+      // Lanes of maxAuthorizedKeysWrites: each write waits for the one that many tenants before.
+      ...(i >= maxAuthorizedKeysWrites ? { authorizedKeysAfter: [authorizedKeysWrites[i - maxAuthorizedKeysWrites] as pulumi.Resource] } : {}),
     });
+    authorizedKeysWrites.push(repo.authorizedKeysWrite);
     const host = new HostBackup(`host-${t.name}`, {
       host: { address: t.host.address, user: t.host.user, port: t.host.port, privateKey: config.hostPrivateKeys[t.name] as pulumi.Output<string>, hostKey: t.host.hostKey },
       install: {
@@ -76,6 +107,7 @@ export function prodStack(config: ProdConfig = loadProdConfig(), options: ProdSt
       passphrase: repo.passphrase,
       knownHosts: repo.knownHosts,
       ...(options.scriptsDir === undefined ? {} : { scriptsDir: options.scriptsDir }),
+      ...(options.archiveDir === undefined ? {} : { archiveDir: options.archiveDir }),
     }, { dependsOn: [repo] });
     const vaultEntry = new ControlVault(`vault-${t.name}`, {
       namePrefix: vault.namePrefix,

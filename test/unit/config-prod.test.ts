@@ -2,14 +2,15 @@ import { spawnSync } from "node:child_process";
 import { describe, expect, test } from "vitest";
 import { onCalendarProblems } from "../../config/common";
 import { ConfigError } from "../../config/common";
-import { RawProdConfig, parseProdConfig, storageBoxHostKeys } from "../../config/prod";
+import { RawProdConfig, boxLimitProblems, parseProdConfig, storageBoxHostKeys } from "../../config/prod";
 
 const privateKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
+const agentHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDTa5sUAF6DO77KL8r2sspbOzivK3AxZHSI7hUkU0bQ5";
 
 function tenant(name: string): Record<string, any> {
   return {
     name,
-    host: { address: `${name}.agents.example.com`, user: "ubuntu", provider: "aws", agentHome: "/home/hermes/.hermes" },
+    host: { address: `${name}.agents.example.com`, user: "ubuntu", provider: "aws", agentHome: "/home/hermes/.hermes", hostKey: agentHostKey },
     schedule: "*-*-* 03:17:00",
   };
 }
@@ -87,6 +88,7 @@ const badConfigs: [string, Mutate, string, RegExp][] = [
   ["healthcheck URL not http", (c) => { c.tenants[0].healthcheckUrl = "file:///etc/passwd"; }, "agent-backups:tenants[0].healthcheckUrl", /refusing/],
   ["typo in a tenant field", (c) => { c.tenants[0].schedul = "daily"; }, "agent-backups:tenants[0].schedul", /unknown field/],
   ["host key of the agent host with options", (c) => { c.tenants[0].host.hostKey = `no-pty ${storageBoxHostKeys[0]}`; }, "agent-backups:tenants[0].host.hostKey", /refusing/],
+  ["host key of the agent host missing", (c) => { delete c.tenants[1].host.hostKey; }, "agent-backups:tenants[1].host.hostKey", /required: the agent host's own SSH host key/],
   ["vault replica in the primary region", (c) => { c.vault.replicaRegion = "eu-central-1"; }, "agent-backups:vault.replicaRegion", /second region/],
   ["vault missing", (c) => { c.vault = undefined; }, "agent-backups:vault", /missing/],
   ["host private keys missing", (c) => { c.hostPrivateKeys = undefined; }, "agent-backups:hostPrivateKeys", /missing/],
@@ -115,10 +117,34 @@ describe("bad configs are refused, each error naming the stack key and field", (
     for (const p of problems) expect(p).not.toContain("\n");
   });
 
+  test("a missing host key is one clear line, naming the field", () => {
+    const raw = good();
+    delete raw.tenants[0].host.hostKey;
+    expect(problemsOf(raw)).toEqual([
+      "agent-backups:tenants[0].host.hostKey: required: the agent host's own SSH host key (ssh-ed25519 AAAA...), read on the host itself (README, Operator guide: reading a host's key)",
+    ]);
+  });
+
   test("a secret is never quoted in an error", () => {
     const raw = good();
     raw.hostPrivateKeys.acme = "-----BEGIN RSA PRIVATE KEY-----\nSECRETSTUFF\n";
     expect(problemsOf(raw).join("\n")).not.toContain("SECRETSTUFF");
+  });
+});
+
+describe("the config against the box type's limits", () => {
+  const config = () => parseProdConfig(good());
+  test("fits: no problem", () => {
+    expect(boxLimitProblems(config(), { automaticSnapshotLimit: 14, subaccountsLimit: 2 })).toEqual([]);
+  });
+  test("more snapshots than the type keeps, more tenants than it has sub-accounts: one line each, naming the key", () => {
+    expect(boxLimitProblems(config(), { automaticSnapshotLimit: 10, subaccountsLimit: 1 })).toEqual([
+      "agent-backups:storage.snapshots.keep: 14 automatic snapshots, but box type bx21 keeps at most 10",
+      "agent-backups:tenants: 2 tenants need as many sub-accounts, but box type bx21 allows at most 1",
+    ]);
+  });
+  test("no limits from the API is a problem, not a pass", () => {
+    expect(boxLimitProblems(config(), {} as never)).toEqual(["agent-backups:storage.boxType: the API gave no limits for box type bx21"]);
   });
 });
 

@@ -14,12 +14,11 @@ import {
   reportVerdictScript,
   runDrillScript,
   scriptsContentHash,
-  stagingDirsCommand,
   tenantDrillFiles,
   writeRootOnlyFileScript,
 } from "../../components/drill-box";
 import { drillReportSchema, type DrillReport } from "../../components/drill-report";
-import { hostFiles, scriptsDir } from "../../components/host-install-plan";
+import { hostFiles, remoteSourceDir, scriptsDir, writeHostFilesArchive } from "../../components/host-install-plan";
 
 const healthy: DrillReport = drillReportSchema.parse({
   tenant: "acme",
@@ -194,31 +193,41 @@ describe("tenantDrillFiles", () => {
 });
 
 describe("scripts on the box", () => {
-  it("installs every host file with the install plan's modes, in a shellcheck-clean script", () => {
-    const script = installScriptsCommand();
-    expect(script.split("\n").filter((l) => l.startsWith("sudo install -m "))).toHaveLength(hostFiles.length);
-    expect(shellcheck(script, "bash").status).toBe(0);
-    expect(drillBoxPaths.program.endsWith("/agent-drill")).toBe(true);
-  });
-
-  it("creates every staging directory the copies land in", () => {
-    const staging = path.join(dir, "staging");
-    const script = stagingDirsCommand().replaceAll(drillBoxPaths.staging, staging);
-    expect(run("bash", script).status).toBe(0);
-    for (const { rel } of hostFiles) expect(fs.statSync(path.dirname(path.join(staging, rel))).isDirectory()).toBe(true);
-    expect(fs.statSync(staging).mode & 0o777).toBe(0o700);
-  });
-
-  it("hashes the copied files so that a changed script re-runs the drill", () => {
+  /** A scripts/ tree of our own, with the real tree's names and x bits. */
+  function fixtureTree(): string {
     const tree = path.join(dir, "scripts");
-    for (const { rel } of hostFiles) {
+    for (const { rel, executable } of hostFiles()) {
       fs.mkdirSync(path.dirname(path.join(tree, rel)), { recursive: true });
-      fs.writeFileSync(path.join(tree, rel), `content of ${rel}\n`);
+      fs.writeFileSync(path.join(tree, rel), `content of ${rel}\n`, { mode: executable ? 0o755 : 0o644 });
     }
+    return tree;
+  }
+
+  it("checks the uploaded archive and unpacks it as root where the plan puts the files, in a shellcheck-clean script", () => {
+    const tree = fixtureTree();
+    const { localPath, sha256 } = writeHostFilesArchive(tree, path.join(dir, "cache"));
+    const target = path.join(dir, "install-source");
+    const script = installScriptsCommand(sha256);
+    expect(shellcheck(script, "bash").status).toBe(0);
+    const r = run("bash", script.replaceAll(drillBoxPaths.archive, localPath).replaceAll(remoteSourceDir, target));
+    expect(r.status, r.stderr).toBe(0);
+    for (const { rel, executable } of hostFiles(tree)) {
+      expect(fs.readFileSync(path.join(target, rel), "utf8")).toBe(`content of ${rel}\n`);
+      expect(fs.statSync(path.join(target, rel)).mode & 0o777, rel).toBe(executable ? 0o755 : 0o644);
+    }
+    expect(drillBoxPaths.program.endsWith("/agent-drill")).toBe(true);
+    // Another archive than the one built is refused.
+    const other = run("bash", installScriptsCommand("0".repeat(64)).replaceAll(drillBoxPaths.archive, localPath).replaceAll(remoteSourceDir, target));
+    expect(other.status).not.toBe(0);
+  });
+
+  it("hashes the copied files so that a changed or a new script re-runs the drill", () => {
+    const tree = fixtureTree();
     const before = scriptsContentHash(tree);
     fs.appendFileSync(path.join(tree, "agent-drill"), "# changed\n");
-    expect(scriptsContentHash(tree)).not.toBe(before);
-    fs.rmSync(path.join(tree, "sqlite-stores"));
-    expect(() => scriptsContentHash(tree)).toThrow(/missing .*sqlite-stores: the drill copies every file of the host install plan/);
+    const changed = scriptsContentHash(tree);
+    expect(changed).not.toBe(before);
+    fs.writeFileSync(path.join(tree, "lib", "new-helper.awk"), "{ print }\n");
+    expect(scriptsContentHash(tree)).not.toBe(changed);
   });
 });

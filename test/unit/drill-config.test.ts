@@ -38,10 +38,10 @@ describe("drill config", () => {
   it("takes numbers as Pulumi hands them over (strings) and every optional key", () => {
     const config = parseDrillConfig({
       ...minimal, archive: "acme-2026-11-24T03:17:00", instanceType: "t4g.medium", architecture: "arm64",
-      imageId: "ami-0123456789abcdef0", ttlHours: "12", rootVolumeGiB: "64", target: "/srv/restore/.hermes",
+      imageId: "ami-0123456789abcdef0", subnetId: "subnet-0123456789abcdef0", ttlHours: "12", rootVolumeGiB: "64", target: "/srv/restore/.hermes",
       agentCheck: "env HERMES_HOME=/srv/restore/.hermes hermes doctor", reportFile: "reports/acme.json",
     });
-    expect(config).toMatchObject({ ttlHours: 12, rootVolumeGiB: 64, architecture: "arm64", archive: "acme-2026-11-24T03:17:00" });
+    expect(config).toMatchObject({ ttlHours: 12, rootVolumeGiB: 64, architecture: "arm64", archive: "acme-2026-11-24T03:17:00", subnetId: "subnet-0123456789abcdef0" });
   });
 
   it("names every missing required key at once", () => {
@@ -63,6 +63,8 @@ describe("drill config", () => {
     ["instanceType", "t3 small", /an EC2 instance type/],
     ["architecture", "i386", /x86_64|arm64/],
     ["imageId", "ami-XYZ", /an AMI id/],
+    ["subnetId", "subnet-XYZ", /a subnet id such as subnet-0123456789abcdef0/],
+    ["subnetId", "vpc-0123456789abcdef0", /a subnet id/],
     ["sshCidr", "0.0.0.0/0", /whole internet/],
     ["sshCidr", "203.0.113.7", /not an IPv4 CIDR/],
     ["sshCidr", "203.0.113.7/24", /host bits are set; did you mean 203\.0\.113\.0\/24\?/],

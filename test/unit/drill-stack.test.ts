@@ -8,10 +8,10 @@ import * as path from "path";
 import { parse as parseYaml } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDrillConfig } from "../../config/drill";
-import { DrillBox, debianImageOwner, drillBoxPackages, drillBoxPaths, expiryUnit, tenantDrillFiles } from "../../components/drill-box";
+import { DrillBox, debianImageOwner, drillBoxPackages, drillBoxPaths, expiryUnit, installScriptsCommand, tenantDrillFiles } from "../../components/drill-box";
 import { drillCommand } from "../../components/drill-command";
 import { drillReportSchema, type DrillReport } from "../../components/drill-report";
-import { hostFiles, remoteSourceDir } from "../../components/host-install-plan";
+import { hostFiles, hostFilesArchive, remoteSourceDir, writeHostFilesArchive } from "../../components/host-install-plan";
 import { drillResources, pickTenant } from "../../stacks/drill";
 
 const secretSig = "4dabf18193072939515e22adb298388d";
@@ -84,15 +84,18 @@ remoteCommandModule.Command = class extends OriginalCommand {
 };
 
 const createdAt = new Date("2026-11-25T10:00:00Z");
+const defaultVpc = "vpc-0123456789abcdef0";
 let tree: string;
+let archiveDir: string;
 let outputs: ReturnType<typeof drillResources>;
 
 beforeAll(async () => {
-  // A scripts/ tree of our own with known contents; the real tree is checked in its own test.
+  // A scripts/ tree of our own with known contents and the real tree's names and x bits.
   tree = fs.mkdtempSync(path.join(os.tmpdir(), "drill-stack-"));
-  for (const { rel } of hostFiles) {
+  archiveDir = fs.mkdtempSync(path.join(os.tmpdir(), "drill-stack-archive-"));
+  for (const { rel, executable } of hostFiles()) {
     fs.mkdirSync(path.dirname(path.join(tree, rel)), { recursive: true });
-    fs.writeFileSync(path.join(tree, rel), `content of ${rel}\n`);
+    fs.writeFileSync(path.join(tree, rel), `content of ${rel}\n`, { mode: executable ? 0o755 : 0o644 });
   }
   await pulumi.runtime.setMocks({
     newResource(args) {
@@ -114,6 +117,7 @@ beforeAll(async () => {
     call(args) {
       invokes.push({ token: args.token, args: args.inputs });
       if (args.token === "aws:ec2/getAmi:getAmi") return { id: "ami-0123456789abcdef0", ...args.inputs };
+      if (args.token === "aws:ec2/getVpcs:getVpcs") return { ...args.inputs, ids: [defaultVpc] };
       return args.inputs;
     },
   }, "agent-backups", "drill", false);
@@ -122,12 +126,13 @@ beforeAll(async () => {
     prodStack: prodStackName, tenant: "acme", region: "eu-central-1", sshCidr: "203.0.113.7/32", ttlHours: "3",
     agentCheck: "env HERMES_HOME=/root/.hermes hermes doctor",
   });
-  outputs = drillResources(config, { createdAt, sourceDir: tree });
+  outputs = drillResources(config, { createdAt, sourceDir: tree, archiveDir });
   await promiseOf(outputs.report);
   await promiseOf(outputs.reportFile);
 });
 afterAll(() => {
   fs.rmSync(tree, { recursive: true, force: true });
+  fs.rmSync(archiveDir, { recursive: true, force: true });
   remoteCommandModule.Command = OriginalCommand;
 });
 
@@ -182,6 +187,13 @@ describe("drill stack: the box", () => {
     expect(one("aws:ec2/instance:Instance").inputs.vpcSecurityGroupIds).toEqual([`${sg.name}-id`]);
   });
 
+  it("runs in the region's default VPC when no subnet is configured, looked up, never assumed", () => {
+    const lookup = invokes.find((i) => i.token === "aws:ec2/getVpcs:getVpcs");
+    expect(lookup?.args.filters).toEqual([{ name: "is-default", values: ["true"] }]);
+    expect(one("aws:ec2/securityGroup:SecurityGroup").inputs.vpcId).toBe(defaultVpc);
+    expect(one("aws:ec2/instance:Instance").inputs.subnetId).toBeUndefined();
+  });
+
   it("has its own key pair, an encrypted root volume and metadata v2 only", () => {
     const instance = one("aws:ec2/instance:Instance").inputs;
     const keyPair = one("aws:ec2/keyPair:KeyPair");
@@ -222,7 +234,7 @@ describe("drill stack: the box", () => {
 
   it("needs nothing from the box to be destroyed: no step has a delete command", () => {
     const onBox = [...byType("command:remote:Command"), ...byType("command:remote:CopyToRemote"), ...byType("command:local:Command")];
-    expect(onBox.length).toBeGreaterThan(hostFiles.length);
+    expect(onBox.length).toBeGreaterThan(5);
     for (const r of onBox) expect(r.inputs.delete, r.name).toBeUndefined();
   });
 
@@ -230,7 +242,8 @@ describe("drill stack: the box", () => {
     const args = {
       tenant: "acme", repo: tenants.acme, drillPrivateKey: drillKey, passphrase, archive: "latest", imageId: "ami-0123456789abcdef0",
       instanceType: "t3.small", sshCidr: "203.0.113.7/32", ttlHours: 1, createdAt, rootVolumeGiB: 16, target: "/root/.hermes",
-      agentInstallUrl: "https://example.com/install.sh", reportFile: "drill-report.json", sourceDir: tree,
+      agentInstallUrl: "https://example.com/install.sh", reportFile: "drill-report.json", sourceDir: tree, archiveDir,
+      network: { vpcId: defaultVpc },
     };
     expect(() => new DrillBox("bad-url", { ...args, agentInstallUrl: "https://x/$(reboot)" })).toThrow(/refusing agent installer URL/);
     expect(() => new DrillBox("bad-report", { ...args, reportFile: "a b; rm" })).toThrow(/refusing report file/);
@@ -245,19 +258,15 @@ describe("drill stack: the box", () => {
 });
 
 describe("drill stack: the same drill as the local one", () => {
-  it("copies exactly the host install plan's files and installs them where the plan puts them", async () => {
+  it("copies exactly the host install plan's files, as one archive, and unpacks them where the plan puts them", async () => {
     const copies = byType("command:remote:CopyToRemote");
-    const sources = await Promise.all(copies.map((c) => c.inputs.source.path));
-    expect(sources.sort()).toEqual(hostFiles.map((f) => path.join(tree, f.rel)).sort());
-    expect(copies.map((c) => c.inputs.remotePath).sort()).toEqual(hostFiles.map((f) => `${drillBoxPaths.staging}/${f.rel}`).sort());
-    const install = one("command:remote:Command", "-scripts").inputs.create as string;
-    for (const { rel, executable } of hostFiles) {
-      expect(install).toContain(`sudo install -m ${executable ? "0755" : "0644"} ${drillBoxPaths.staging}/${rel} ${remoteSourceDir}/${rel}`);
-    }
+    expect(copies).toHaveLength(1);
+    const local = await copies[0]!.inputs.source.path;
+    expect(fs.readFileSync(local).equals(hostFilesArchive(tree))).toBe(true);
+    expect(copies[0]!.inputs.remotePath).toBe(drillBoxPaths.archive);
+    expect(one("command:remote:Command", "-scripts").inputs.create).toBe(installScriptsCommand(writeHostFilesArchive(tree, archiveDir).sha256));
     expect(drillBoxPaths.program).toBe(`${remoteSourceDir}/agent-drill`);
-    const staging = one("command:remote:Command", "-staging").inputs.create as string;
-    for (const { rel } of hostFiles) expect(staging).toContain(path.posix.dirname(`${drillBoxPaths.staging}/${rel}`));
-    expect(dependsOnByName.get("drill-acme-staging")).toEqual(["drill-acme-boot"]);
+    expect(dependsOnByName.get("drill-acme-scripts")).toEqual(["drill-acme-host-files"]);
   });
 
   it("runs exactly drillCommand's line, as root, with the restore and verify arguments", async () => {
@@ -294,7 +303,6 @@ describe("drill stack: the same drill as the local one", () => {
       "drill-acme-agent-install", "drill-acme-drill-key", "drill-acme-known-hosts", "drill-acme-packages",
       "drill-acme-passphrase", "drill-acme-scripts",
     ]);
-    expect(dependsOnByName.get("drill-acme-scripts")?.length).toBe(hostFiles.length);
     expect(dependsOnByName.get("drill-acme-packages")).toEqual(["drill-acme-boot"]);
     expect(dependsOnByName.get("drill-acme-boot")).toEqual(["drill-acme-box"]);
   });

@@ -1,12 +1,19 @@
+import { spawnSync } from "node:child_process";
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { HostBackup, HostBackupArgs } from "../../components/host-backup";
-import { hostFiles, remoteSourceDir } from "../../components/host-install-plan";
+import { HostBackup, HostBackupArgs, agentBackupPath, keyExportCommand } from "../../components/host-backup";
+import { hostFiles, hostFilesArchive, remoteArchivePath, remoteSourceDir, remoteUploadDir } from "../../components/host-install-plan";
 import { MockRun, fixtureScriptsDir, isSecretValue, mockKeyExport, plain, runMocked, valueOf } from "./prod-mocks";
 
 const scriptsDir = fixtureScriptsDir();
-afterAll(() => fs.rmSync(scriptsDir, { recursive: true, force: true }));
+const archiveDir = fs.mkdtempSync(path.join(os.tmpdir(), "ab-archive-"));
+afterAll(() => {
+  fs.rmSync(scriptsDir, { recursive: true, force: true });
+  fs.rmSync(archiveDir, { recursive: true, force: true });
+});
 
 const repo = "ssh://u4242-sub1@u4242-sub1.your-storagebox.de:23/./borg";
 const pushKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nPUSHKEY\n-----END OPENSSH PRIVATE KEY-----\n";
@@ -22,6 +29,7 @@ function args(user: string): HostBackupArgs {
     passphrase: "correct-horse",
     knownHosts,
     scriptsDir,
+    archiveDir,
   };
 }
 
@@ -39,24 +47,39 @@ describe("HostBackup component (non-root SSH user)", () => {
     hash = (await valueOf(run.result.contentHash)).value;
   });
 
-  test("every file of the install plan is copied to the host, re-copied when the content hash changes", async () => {
+  test("the install plan's files go to the host as one archive in one copy, re-copied when the content hash changes", async () => {
     const copies = run.byType("command:remote:CopyToRemote");
-    expect(copies.map((c) => c.inputs.remotePath).sort()).toEqual(hostFiles.map((f) => `${remoteSourceDir}/${f.rel}`).sort());
-    for (const c of copies) {
-      const rel = (c.inputs.remotePath as string).slice(remoteSourceDir.length + 1);
-      expect(await c.inputs.source.path).toBe(path.join(scriptsDir, rel));
-      expect(c.inputs.triggers).toEqual([hash]);
-      // The private key makes the whole connection secret.
-      expect(isSecretValue(c.inputs.connection)).toBe(true);
-      expect(plain(c.inputs.connection)).toMatchObject({ host: "10.1.2.3", user: "ubuntu", port: 2201, privateKey: hostKey });
-      expect(c.parentType).toBe("agent-backups:host:HostBackup");
-    }
+    expect(copies).toHaveLength(1);
+    const copy = copies[0]!;
+    expect(copy.inputs.remotePath).toBe(remoteArchivePath);
+    const local = await copy.inputs.source.path;
+    expect(path.dirname(local)).toBe(archiveDir);
+    expect(fs.readFileSync(local).equals(hostFilesArchive(scriptsDir))).toBe(true);
+    expect(copy.inputs.triggers).toEqual([hash]);
+    // The private key makes the whole connection secret.
+    expect(isSecretValue(copy.inputs.connection)).toBe(true);
+    expect(plain(copy.inputs.connection)).toMatchObject({ host: "10.1.2.3", user: "ubuntu", port: 2201, privateKey: hostKey });
+    expect(copy.parentType).toBe("agent-backups:host:HostBackup");
+    // The archive holds every file of the plan, the operator-only wrapper excluded.
+    const list = spawnSync("tar", ["-tf", local], { encoding: "utf8" }).stdout.split("\n").filter((l) => l !== "" && !l.endsWith("/"));
+    expect(list.sort()).toEqual(hostFiles(scriptsDir).map((f) => f.rel).sort());
+    expect(list).not.toContain("check-storage-box");
   });
 
-  test("install: modes, then agent-install as root with the plan's arguments; secrets only on stdin", () => {
+  test("install: modes, then agent-install as root with the plan's arguments; secrets only on stdin", async () => {
     const install = run.one("command:remote:Command", "host-acme-install");
     const create = install.inputs.create as string;
-    expect(create).toContain(`sudo -n chmod 0755 ${remoteSourceDir}/agent-install`);
+    const archive = fs.readFileSync(await run.byType("command:remote:CopyToRemote")[0]!.inputs.source.path);
+    const sha = crypto.createHash("sha256").update(archive).digest("hex");
+    expect(create.split("\n").slice(0, 5)).toEqual([
+      "set -e",
+      `printf '%s  %s\\n' ${sha} ${remoteArchivePath} | sha256sum --check --quiet --strict`,
+      `sudo -n rm -rf ${remoteSourceDir}`,
+      `sudo -n install -d -m 0700 ${remoteSourceDir}`,
+      `sudo -n tar -x --no-same-owner -f ${remoteArchivePath} -C ${remoteSourceDir}`,
+    ]);
+    const chmod755 = create.split("\n").find((l) => l.startsWith("sudo -n chmod 0755 ")) ?? "";
+    expect(chmod755.split(" ")).toContain(`${remoteSourceDir}/agent-install`);
     expect(create).toContain(
       `sudo -n bash ${remoteSourceDir}/agent-install --source ${remoteSourceDir} --tenant acme --agent-home /home/hermes/.hermes ` +
         `--repo ${repo} --remote-borg borg-1.4 --schedule '*-*-* 03:17:00' --healthcheck-url https://hc-ping.com/abc`,
@@ -69,17 +92,22 @@ describe("HostBackup component (non-root SSH user)", () => {
     expect(install.inputs.triggers).toEqual([hash]);
     expect(install.inputs.logging).toBe("stderr");
     expect(install.opts.additionalSecretOutputs).toEqual(expect.arrayContaining(["stdin", "stdout", "stderr"]));
-    expect(install.opts.dependsOn).toHaveLength(hostFiles.length);
+    expect(install.opts.dependsOn).toHaveLength(1);
   });
 
-  test("the copies land in a directory the SSH user owns", () => {
-    const prep = run.one("command:remote:Command", "host-acme-source-dir");
-    expect(prep.inputs.create).toBe(`sudo -n install -d -m 0700 -o ubuntu ${remoteSourceDir}`);
+  test("the upload lands in a directory the SSH user owns", () => {
+    const prep = run.one("command:remote:Command", "host-acme-upload-dir");
+    expect(prep.inputs.create).toBe(`sudo -n install -d -m 0700 -o ubuntu ${remoteUploadDir}`);
+  });
+
+  test("no command sends its earlier output to the host again", () => {
+    for (const c of run.byType("command:remote:Command")) expect(c.inputs.addPreviousOutputInEnv, c.name).toBe(false);
   });
 
   test("key export after install: never logged, a secret output", async () => {
     const exp = run.one("command:remote:Command", "host-acme-key-export");
-    expect(exp.inputs.create).toBe("sudo -n /usr/local/sbin/agent-backup --config /etc/agent-backup/agent-backup.conf --key-export");
+    expect(exp.inputs.create).toBe(keyExportCommand("ubuntu"));
+    expect(exp.inputs.create).toContain("sudo -n /usr/local/sbin/agent-backup --config /etc/agent-backup/agent-backup.conf --key-export");
     expect(exp.inputs.logging).toBe("none");
     expect(exp.opts.additionalSecretOutputs).toEqual(expect.arrayContaining(["stdout", "stderr"]));
     expect(exp.inputs.triggers).toEqual([repo]);
@@ -96,9 +124,9 @@ describe("HostBackup component (non-root SSH user)", () => {
   });
 
   test("changing an installed file changes the trigger", async () => {
-    const file = path.join(scriptsDir, "backup-set.patterns");
+    const file = path.join(scriptsDir, "agent-install");
     const before = fs.readFileSync(file, "utf8");
-    fs.appendFileSync(file, "- fm:*/new-dead-weight\n");
+    fs.appendFileSync(file, "# changed\n");
     try {
       const again = await mocked("ubuntu");
       const newHash = (await valueOf(again.result.contentHash)).value;
@@ -115,6 +143,69 @@ describe("HostBackup component (root)", () => {
     const run = await mocked("root");
     expect(run.one("command:remote:Command", "host-acme-install").inputs.create).toMatch(/\nbash \/var\/lib\/agent-backup\/install-source\/agent-install /);
     expect(run.one("command:remote:Command", "host-acme-install").inputs.create).not.toContain("sudo");
-    expect(run.one("command:remote:Command", "host-acme-source-dir").inputs.create).toBe(`install -d -m 0700 ${remoteSourceDir}`);
+    expect(run.one("command:remote:Command", "host-acme-upload-dir").inputs.create).toBe(`install -d -m 0700 ${remoteUploadDir}`);
+    expect(run.one("command:remote:Command", "host-acme-key-export").inputs.create).not.toContain("sudo");
+  });
+});
+
+describe("HostBackup refuses to connect without knowing who answers", () => {
+  test.each([
+    ["no host key", undefined],
+    ["an empty host key", ""],
+    ["a host key with options", `no-pty ssh-ed25519 ${"H".repeat(68)}`],
+  ])("%s", (_what, bad) => {
+    const a = args("ubuntu");
+    // Thrown before the component registers anything.
+    expect(() => new HostBackup("host-acme", { ...a, host: { ...a.host, hostKey: bad as string } })).toThrow(/refusing host key/);
+  });
+});
+
+describe("keyExportCommand, run for real by bash and dash with stand-ins for sudo and agent-backup", () => {
+  const exportText = "BORG_KEY 902557ac451f636d2aa9a05d3d73841a9239ce7372a981ebae488363632a52a4\nhqlhbGdvcml0aG2mc2hhMjU2pGRhdGHaAZ4xw94klMpkVjgsQO5\n18xbXVRDO238zxFmHzz+eMqImE\n";
+  const secretLines = exportText.trim().split("\n");
+
+  /** Runs the command with an agent-backup that prints `printed` on stdout and exits `code`. */
+  function runExport(shell: "bash" | "dash", user: string, printed: string, code: number) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ab-keyexport-"));
+    try {
+      const bin = path.join(dir, "bin");
+      const tmp = path.join(dir, "tmp");
+      fs.mkdirSync(bin);
+      fs.mkdirSync(tmp);
+      fs.writeFileSync(path.join(bin, "sudo"), '#!/bin/sh\n[ "$1" = -n ] && shift\nexec "$@"\n', { mode: 0o755 });
+      const stub = path.join(bin, "agent-backup");
+      fs.writeFileSync(stub, `#!/bin/sh\ncat <<'EOF'\n${printed}EOF\necho "agent-backup: progress" >&2\nexit ${code}\n`, { mode: 0o755 });
+      const script = keyExportCommand(user).replaceAll(agentBackupPath, stub);
+      const r = spawnSync(shell, ["-c", script], { encoding: "utf8", env: { PATH: `${bin}:/usr/bin:/bin`, TMPDIR: tmp } });
+      if (r.error) throw r.error;
+      return { status: r.status, stdout: r.stdout, stderr: r.stderr, leftovers: fs.readdirSync(tmp) };
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  test.each(["bash", "dash"] as const)("%s: prints the export and nothing else when it worked, leaving no file", (shell) => {
+    for (const user of ["ubuntu", "root"]) {
+      const r = runExport(shell, user, exportText, 0);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toBe(exportText);
+      expect(r.leftovers).toEqual([]);
+    }
+  });
+
+  test.each(["bash", "dash"] as const)("%s: a failure after the export was written prints none of it", (shell) => {
+    const r = runExport(shell, "ubuntu", exportText, 1);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("agent-backup --key-export failed");
+    for (const line of secretLines) expect(r.stdout + r.stderr).not.toContain(line);
+    expect(r.leftovers).toEqual([]);
+  });
+
+  test.each(["bash", "dash"] as const)("%s: output that is not a key export is refused without being shown", (shell) => {
+    const r = runExport(shell, "ubuntu", "passphrase=hunter2-not-a-key\n", 0);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("printed no borg key export");
+    expect(r.stdout + r.stderr).not.toContain("hunter2");
+    expect(r.leftovers).toEqual([]);
   });
 });

@@ -14,10 +14,10 @@ const pulumi = require("@pulumi/pulumi");
 (async () => {
   const types = [];
   await pulumi.runtime.setMocks({
-    newResource: (a) => { types.push(a.type); return { id: a.name + "-id", state: { ...a.inputs, username: "u1-sub1", server: "u1-sub1.your-storagebox.de",
+    newResource: (a) => { types.push(a.type); return { id: a.type.startsWith("hcloud:") ? "4242" : a.name + "-id", state: { ...a.inputs, username: "u1-sub1", server: "u1-sub1.your-storagebox.de",
       publicKeyOpenssh: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIICf9svRenC/PLKIL9nk6K/pxQgoiFC41wTNvoIncOxs\\n", privateKeyOpenssh: "-----BEGIN OPENSSH PRIVATE KEY-----\\nx\\n-----END OPENSSH PRIVATE KEY-----\\n",
       publicKeyFingerprintSha256: "SHA256:x", result: "secret", stdout: "", arn: "arn:x" } }; },
-    call: (a) => a.inputs,
+    call: (a) => a.token === "hcloud:index/getStorageBoxType:getStorageBoxType" ? { ...a.inputs, automaticSnapshotLimit: 20, subaccountsLimit: 100 } : a.inputs,
   }, "agent-backups", process.env.AB_STACK, false);
   pulumi.runtime.setAllConfig(JSON.parse(process.env.AB_CONFIG), ["agent-backups:hostPrivateKeys"]);
   const program = require(${JSON.stringify(path.join(root, "index.ts"))});

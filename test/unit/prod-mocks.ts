@@ -54,6 +54,8 @@ export function ed25519Key(): { publicKeyOpenssh: string; privateKeyOpenssh: str
 }
 
 export const mockBox = { id: "4242", username: "u4242", server: "u4242.your-storagebox.de" };
+/** What the mock says of every Storage Box type (the real numbers are the API's, per type). */
+export const mockBoxTypeLimits = { automaticSnapshotLimit: 20, subaccountsLimit: 100, snapshotLimit: 20 };
 export const mockKeyExport = "BORG_KEY 0123456789abcdef\nhqlhbGdvcml0aG2mc2hhMjU2\n";
 
 function mockState(type: string, name: string, inputs: Record<string, any>, counters: Map<string, number>): { id: string; state: Record<string, any> } {
@@ -79,6 +81,8 @@ function mockState(type: string, name: string, inputs: Record<string, any>, coun
 
 export interface MockRun<T> {
   resources: Recorded[];
+  /** Every provider function the program called (token and arguments). */
+  invokes: { token: string; inputs: Record<string, any> }[];
   result: T;
   byType(type: string): Recorded[];
   one(type: string, name: string): Recorded;
@@ -89,19 +93,34 @@ export interface MockRun<T> {
  * strings) and returns every resource it registered plus the program's result.
  */
 export async function runMocked<T>(
-  program: () => T,
-  opts: { stack?: string; config?: Record<string, string>; secretKeys?: string[] } = {},
+  program: () => T | Promise<T>,
+  opts: {
+    stack?: string;
+    config?: Record<string, string>;
+    secretKeys?: string[];
+    boxTypeLimits?: Record<string, number>;
+    /** More provider state for some resources (merged over the defaults). */
+    state?: (type: string, name: string, inputs: Record<string, any>) => Record<string, any> | undefined;
+    /** Answers of provider functions beyond the Storage Box type (undefined: echo the inputs). */
+    call?: (token: string, inputs: Record<string, any>) => Record<string, any> | undefined;
+  } = {},
 ): Promise<MockRun<T>> {
+  const invokes: MockRun<T>["invokes"] = [];
   const inputs = new Map<string, { inputs: Record<string, any>; custom: boolean; state: Record<string, any> }>();
   const counters = new Map<string, number>();
   await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
         const result = mockState(args.type, args.name, args.inputs, counters);
+        result.state = { ...result.state, ...opts.state?.(args.type, args.name, args.inputs) };
         inputs.set(`${args.type}::${args.name}`, { inputs: args.inputs, custom: args.custom ?? true, state: result.state });
         return result;
       },
-      call: (args) => args.inputs,
+      call: (args) => {
+        invokes.push({ token: args.token, inputs: args.inputs });
+        if (args.token === "hcloud:index/getStorageBoxType:getStorageBoxType") return { ...args.inputs, ...(opts.boxTypeLimits ?? mockBoxTypeLimits) };
+        return opts.call?.(args.token, args.inputs) ?? args.inputs;
+      },
     },
     "agent-backups",
     opts.stack ?? "prod",
@@ -117,7 +136,7 @@ export async function runMocked<T>(
       optsByKey.set(`${a.type}::${a.name}`, { opts: a.opts as Recorded["opts"], parentType });
       return undefined;
     });
-    result = program();
+    result = await program();
     return {};
   });
   // Let every registration and apply settle (waitForRPCs is internal, but exported at runtime).
@@ -130,6 +149,7 @@ export async function runMocked<T>(
   }
   return {
     resources,
+    invokes,
     result: result as T,
     byType: (type) => resources.filter((r) => r.type === type),
     one: (type, name) => {
@@ -146,15 +166,21 @@ export async function valueOf<T>(o: pulumi.Output<T>): Promise<{ value: T; secre
   return { value, secret: await pulumi.isSecret(o) };
 }
 
-/** A throwaway scripts/ tree with every file the install plan copies; removed by the caller. */
+/**
+ * A throwaway scripts/ tree with every file the install plan copies from the real one (same names,
+ * same x bits, known contents), plus the operator-only check-storage-box; removed by the caller.
+ */
 export function fixtureScriptsDir(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ab-scripts-"));
-  for (const f of hostFiles) {
+  for (const f of [...hostFiles(), { rel: "check-storage-box", executable: true }]) {
     fs.mkdirSync(path.dirname(path.join(dir, f.rel)), { recursive: true });
-    fs.writeFileSync(path.join(dir, f.rel), `# fixture ${f.rel}\n`);
+    fs.writeFileSync(path.join(dir, f.rel), `# fixture ${f.rel}\n`, { mode: f.executable ? 0o755 : 0o644 });
   }
   return dir;
 }
+
+/** An agent host's own SSH host key, as an operator reads it on the host. */
+export const mockAgentHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDTa5sUAF6DO77KL8r2sspbOzivK3AxZHSI7hUkU0bQ5";
 
 /** A syntactically valid host private key for config. */
 export const mockHostPrivateKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
@@ -166,7 +192,7 @@ export const prodConfig = (tenants: string[]): Record<string, string> => ({
   "agent-backups:tenants": JSON.stringify(
     tenants.map((name) => ({
       name,
-      host: { address: `${name}.agents.example.com`, user: "ubuntu", provider: "aws", agentHome: "/home/hermes/.hermes" },
+      host: { address: `${name}.agents.example.com`, user: "ubuntu", provider: "aws", agentHome: "/home/hermes/.hermes", hostKey: mockAgentHostKey },
       schedule: "*-*-* 03:17:00",
     })),
   ),

@@ -1,18 +1,24 @@
 import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ConfigError } from "../../config/common";
 import { loadProdConfig, storageBoxHostKeys } from "../../config/prod";
-import { ProdOutputs, prodStack } from "../../stacks/prod";
-import { MockRun, fixtureScriptsDir, isSecretValue, mockHostPrivateKey as privateKey, mockKeyExport, plain, prodConfig, runMocked, valueOf } from "./prod-mocks";
+import { ProdOutputs, maxAuthorizedKeysWrites, prodStack } from "../../stacks/prod";
+import { MockRun, fixtureScriptsDir, isSecretValue, mockAgentHostKey, mockHostPrivateKey as privateKey, mockKeyExport, plain, prodConfig, runMocked, valueOf } from "./prod-mocks";
 
 const scriptsDir = fixtureScriptsDir();
-afterAll(() => fs.rmSync(scriptsDir, { recursive: true, force: true }));
+const archiveDir = fs.mkdtempSync(path.join(os.tmpdir(), "ab-archive-"));
+afterAll(() => {
+  fs.rmSync(scriptsDir, { recursive: true, force: true });
+  fs.rmSync(archiveDir, { recursive: true, force: true });
+});
 
 describe("prod stack with two tenants", () => {
   let run: MockRun<ProdOutputs>;
   beforeAll(async () => {
-    run = await runMocked(() => prodStack(loadProdConfig(), { scriptsDir }), {
+    run = await runMocked(() => prodStack(loadProdConfig(), { scriptsDir, archiveDir }), {
       config: prodConfig(["acme", "globex"]),
       secretKeys: ["agent-backups:hostPrivateKeys"],
     });
@@ -32,10 +38,22 @@ describe("prod stack with two tenants", () => {
     expect(run.byType("hcloud:index/storageBoxSubaccount:StorageBoxSubaccount").map((s) => s.inputs.homeDirectory)).toEqual(["tenants/acme", "tenants/globex"]);
   });
 
-  test("the host's private key from config reaches the connection as a secret", () => {
+  test("the host's private key from config reaches the connection as a secret, with the host's own key pinned", () => {
     const install = run.one("command:remote:Command", "host-acme-install");
     expect(isSecretValue(install.inputs.connection)).toBe(true);
-    expect(plain(install.inputs.connection)).toMatchObject({ host: "acme.agents.example.com", user: "ubuntu", port: 22, privateKey });
+    expect(plain(install.inputs.connection)).toMatchObject({ host: "acme.agents.example.com", user: "ubuntu", port: 22, privateKey, hostKey: mockAgentHostKey });
+    for (const r of [...run.byType("command:remote:Command"), ...run.byType("command:remote:CopyToRemote")]) {
+      expect(plain<Record<string, unknown>>(r.inputs.connection).hostKey, r.name).toBe(mockAgentHostKey);
+    }
+  });
+
+  test("the box type's limits were looked up for the configured type before anything was created", () => {
+    expect(run.invokes.map((i) => [i.token, i.inputs.name])).toEqual([["hcloud:index/getStorageBoxType:getStorageBoxType", "bx21"]]);
+  });
+
+  test("every password of the box is made dead: one reset for the box, one per sub-account", () => {
+    const resets = run.byType("command:local:Command").filter((c) => c.name.endsWith("-password-reset")).map((c) => c.name).sort();
+    expect(resets).toEqual(["backup-storage-password-reset", "repo-acme-password-reset", "repo-globex-password-reset"]);
   });
 
   test("the push key is what the host gets; the vault gets the key export, maintenance and drill keys", async () => {
@@ -86,16 +104,60 @@ describe("prod stack with two tenants", () => {
   });
 });
 
+describe("many tenants on one box", () => {
+  test(`at most ${maxAuthorizedKeysWrites} authorized_keys writes (SFTP sessions of the main account) run at once`, async () => {
+    const names = Array.from({ length: 10 }, (_, i) => `t${i}x`);
+    const run = await runMocked(() => prodStack(loadProdConfig(), { scriptsDir, archiveDir }), {
+      config: prodConfig(names),
+      secretKeys: ["agent-backups:hostPrivateKeys"],
+    });
+    await valueOf(run.result.tenants);
+    const writes = names.map((n) => run.one("command:local:Command", `repo-${n}-authorized-keys`));
+    // Each write waits for the sub-account and, from the fifth on, the write that many tenants earlier:
+    // so no more than maxAuthorizedKeysWrites can be running at any moment.
+    writes.forEach((w, i) => {
+      const deps = w.opts.dependsOn as pulumi.Resource[];
+      expect(deps, w.name).toHaveLength(i < maxAuthorizedKeysWrites ? 1 : 2);
+    });
+    const lanes = writes.map((w) => (w.opts.dependsOn as pulumi.Resource[]).slice(1).map((d) => (d as unknown as { __name: string }).__name));
+    expect(lanes.slice(maxAuthorizedKeysWrites)).toEqual(names.slice(0, names.length - maxAuthorizedKeysWrites).map((n) => [`repo-${n}-authorized-keys`]));
+  });
+});
+
 describe("bad config", () => {
-  test("is refused before any resource exists", async () => {
+  async function registeredWith(config: Record<string, string>, limits?: Record<string, number>): Promise<{ error: unknown; registered: number }> {
     let registered = 0;
-    await pulumi.runtime.setMocks({ newResource: (a) => { registered++; return { id: "x", state: a.inputs }; }, call: (a) => a.inputs }, "agent-backups", "prod", false);
+    await pulumi.runtime.setMocks({
+      newResource: (a) => { registered++; return { id: "x", state: a.inputs }; },
+      call: (a) => ({ ...a.inputs, ...(limits ?? { automaticSnapshotLimit: 20, subaccountsLimit: 100 }) }),
+    }, "agent-backups", "prod", false);
+    pulumi.runtime.setAllConfig(config, ["agent-backups:hostPrivateKeys"]);
+    let error: unknown;
+    try {
+      await prodStack(undefined, { scriptsDir, archiveDir });
+    } catch (e) {
+      error = e;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    return { error, registered };
+  }
+
+  test("is refused before any resource exists", async () => {
     const config = prodConfig(["acme"]);
     config["agent-backups:tenants"] = config["agent-backups:tenants"]!.replace('"aws"', '"hetzner"');
-    pulumi.runtime.setAllConfig(config, ["agent-backups:hostPrivateKeys"]);
-    expect(() => prodStack(undefined, { scriptsDir })).toThrow(ConfigError);
-    expect(() => prodStack(undefined, { scriptsDir })).toThrow(/agent-backups:tenants\[0\]\.host\.provider: host runs at "hetzner"/);
-    await new Promise((r) => setTimeout(r, 50));
+    const { error, registered } = await registeredWith(config);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(String((error as Error).message)).toMatch(/agent-backups:tenants\[0\]\.host\.provider: host runs at "hetzner"/);
+    expect(registered).toBe(0);
+  });
+
+  test("a config the box type cannot hold is refused before any resource exists, naming the limit", async () => {
+    const { error, registered } = await registeredWith(prodConfig(["acme", "globex"]), { automaticSnapshotLimit: 10, subaccountsLimit: 1 });
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).problems).toEqual([
+      "agent-backups:storage.snapshots.keep: 14 automatic snapshots, but box type bx21 keeps at most 10",
+      "agent-backups:tenants: 2 tenants need as many sub-accounts, but box type bx21 allows at most 1",
+    ]);
     expect(registered).toBe(0);
   });
 });

@@ -5,7 +5,7 @@ import { describe, expect, test } from "vitest";
 import { parse } from "yaml";
 import { ConfigError } from "../../config/common";
 import { parseProdConfig } from "../../config/prod";
-import { mockHostPrivateKey } from "./prod-mocks";
+import { mockAgentHostKey, mockHostPrivateKey } from "./prod-mocks";
 
 const root = path.resolve(__dirname, "..", "..");
 const readYaml = (f: string) => parse(fs.readFileSync(path.join(root, f), "utf8"));
@@ -34,15 +34,27 @@ describe("Pulumi.prod.yaml", () => {
     awsRegion: config["aws:region"] as string,
   };
 
-  test("the worked example is valid once the operator has set the host keys", () => {
-    const c = parseProdConfig({ ...raw, hostPrivateKeys: { acme: mockHostPrivateKey } });
+  /** The example's tenants with the host's own key filled in, as the operator does. */
+  const withHostKey = () => (raw.tenants as { host: Record<string, unknown> }[]).map((t) => ({ ...t, host: { ...t.host, hostKey: mockAgentHostKey } }));
+
+  test("the worked example is valid once the operator has set the host's key and the private key", () => {
+    const c = parseProdConfig({ ...raw, tenants: withHostKey(), hostPrivateKeys: { acme: mockHostPrivateKey } });
     expect(c.tenants.map((t) => t.name)).toEqual(["acme"]);
+    expect(c.tenants[0]!.host.hostKey).toBe(mockAgentHostKey);
     expect(c.storage.remoteBorg).toBe("borg-1.4");
   });
 
-  test("as committed it names the one missing secret and how to set it", () => {
-    expect(() => parseProdConfig({ ...raw, hostPrivateKeys: config["agent-backups:hostPrivateKeys"] })).toThrow(ConfigError);
-    expect(() => parseProdConfig({ ...raw, hostPrivateKeys: undefined })).toThrow(/agent-backups:hostPrivateKeys: required secret is missing \(set it with: pulumi config set --secret/);
+  test("as committed it names exactly what the operator must set: the host's own key and the private key", () => {
+    let problems: readonly string[] = [];
+    try {
+      parseProdConfig({ ...raw, hostPrivateKeys: config["agent-backups:hostPrivateKeys"] });
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      problems = (e as ConfigError).problems;
+    }
+    expect(problems).toHaveLength(2);
+    expect(problems[0]).toMatch(/^agent-backups:tenants\[0\]\.host\.hostKey: required: the agent host's own SSH host key/);
+    expect(problems[1]).toMatch(/^agent-backups:hostPrivateKeys: required secret is missing \(set it with: pulumi config set --secret/);
   });
 
   test("only keys the prod config knows", () => {

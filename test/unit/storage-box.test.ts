@@ -1,4 +1,6 @@
+import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, test } from "vitest";
+import { resetPasswordInterpreter, resetPasswordScript } from "../../components/password-reset";
 import { StorageBox, renderKnownHosts } from "../../components/storage-box";
 import { storageBoxHostKeys } from "../../config/prod";
 import { MockRun, isSecretValue, mockBox, runMocked, valueOf } from "./prod-mocks";
@@ -26,20 +28,34 @@ describe("StorageBox component", () => {
     expect(box!.inputs).toMatchObject({ name: "agent-backups", location: "fsn1", storageBoxType: "bx21", deleteProtection: true });
   });
 
-  test("SSH on and reachable from outside Hetzner, every other access off", () => {
+  test("SSH on and reachable from outside Hetzner, the read-only snapshot directory shown (the runbook reads it), every other access off", () => {
     expect(run.one(boxType, "backup-storage").inputs.accessSettings).toEqual({
-      sshEnabled: true, reachableExternally: true, sambaEnabled: false, webdavEnabled: false, zfsEnabled: false,
+      sshEnabled: true, reachableExternally: true, sambaEnabled: false, webdavEnabled: false, zfsEnabled: true,
     });
   });
 
-  test("protected, retained on delete, sshKeys changes ignored, password secret", () => {
+  test("protected, retained on delete, sshKeys and password changes ignored, password secret", () => {
     const box = run.one(boxType, "backup-storage");
     expect(box.opts.protect).toBe(true);
     expect(box.opts.retainOnDelete).toBe(true);
-    expect(box.opts.ignoreChanges).toEqual(["sshKeys"]);
+    expect(box.opts.ignoreChanges).toEqual(["sshKeys", "password"]);
     expect(box.opts.additionalSecretOutputs).toContain("password");
     expect(isSecretValue(box.inputs.password)).toBe(true);
     expect(box.parentType).toBe("agent-backups:storage:StorageBox");
+  });
+
+  test("the main account's password is made dead right after creation, by a command that never sees it", () => {
+    const reset = run.one("command:local:Command", "backup-storage-password-reset");
+    expect(reset.inputs.interpreter).toEqual(resetPasswordInterpreter);
+    expect(reset.inputs.create).toBe(resetPasswordScript);
+    expect(reset.inputs.environment).toEqual({ STORAGE_BOX_ID: mockBox.id });
+    expect(reset.inputs.addPreviousOutputInEnv).toBe(false);
+    expect(reset.inputs.triggers).toEqual([mockBox.id]);
+    expect((reset.opts.dependsOn as pulumi.Resource[]).length).toBe(1);
+    expect(reset.parentType).toBe("agent-backups:storage:StorageBox");
+    // The value Pulumi generated (and keeps in the state) reaches it nowhere.
+    const stored = run.one("random:index/randomPassword:RandomPassword", "backup-storage-password").state.result as string;
+    expect(JSON.stringify(reset.inputs)).not.toContain(stored);
   });
 
   test("the main account's key is the admin key given at creation, and stays secret", async () => {

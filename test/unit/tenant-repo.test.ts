@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
+import { resetPasswordScript } from "../../components/password-reset";
 import { TenantRepo, repoUrl, subaccountHome, authorizedKeysInterpreter, writeAuthorizedKeysEnv, writeAuthorizedKeysScript } from "../../components/tenant-repo";
 import { storageBoxHostKeys } from "../../config/prod";
 import { MockRun, isSecretValue, mockBox, plain, runMocked, valueOf } from "./prod-mocks";
@@ -61,19 +62,35 @@ describe("TenantRepo component", () => {
     expect(cmd.inputs.create).toContain("chmod 700 $HOME_DIR/.ssh");
     expect(cmd.inputs.create).not.toMatch(/PRIVATE KEY/);
     expect(cmd.opts.additionalSecretOutputs).toContain("stdin");
+    expect(cmd.inputs.addPreviousOutputInEnv).toBe(false);
     const sub = run.one(subType, "repo-acme");
     expect((cmd.opts.dependsOn as unknown[]).length).toBe(1);
     expect(cmd.parentType).toBe("agent-backups:storage:TenantRepo");
     expect(sub.parentType).toBe("agent-backups:storage:TenantRepo");
   });
 
-  test("sub-account: own home, SSH reachable from outside, protected and retained, secret password", () => {
+  test("sub-account: own home, SSH reachable from outside, protected and retained, secret password, password changes ignored", () => {
     const sub = run.one(subType, "repo-acme");
     expect(sub.inputs).toMatchObject({ storageBoxId: 4242, name: "acme", homeDirectory: "tenants/acme" });
     expect(sub.inputs.accessSettings).toEqual({ sshEnabled: true, reachableExternally: true, readonly: false, sambaEnabled: false, webdavEnabled: false });
     expect(sub.opts.protect).toBe(true);
     expect(sub.opts.retainOnDelete).toBe(true);
+    expect(sub.opts.ignoreChanges).toEqual(["password"]);
     expect(isSecretValue(sub.inputs.password)).toBe(true);
+  });
+
+  test("each sub-account's password is made dead right after the sub-account exists", () => {
+    tenants.forEach((tenant, i) => {
+      const reset = run.one("command:local:Command", `repo-${tenant}-password-reset`);
+      const sub = run.one(subType, `repo-${tenant}`);
+      // The provider's id of the mock sub-account is "box/n": the reset takes its own part.
+      expect(reset.inputs.environment).toEqual({ STORAGE_BOX_ID: "4242", SUBACCOUNT_ID: String(i + 1) });
+      expect(reset.inputs.triggers).toEqual([`4242/${i + 1}`]);
+      expect(reset.inputs.create).toBe(resetPasswordScript);
+      expect(reset.inputs.addPreviousOutputInEnv).toBe(false);
+      expect(reset.opts.dependsOn).toEqual([expect.anything()]);
+      expect(JSON.stringify(reset.inputs)).not.toContain(plain(sub.inputs.password));
+    });
   });
 
   test("sub-account homes are siblings: none is inside another", () => {
