@@ -1,49 +1,61 @@
-// The generated part of docs/BACKUP-SET.md: every rule of scripts/backup-set.patterns and every
-// glob of scripts/sqlite-stores, in order, grouped as in the files. The doc's test compares the
-// doc with this rendering; `npx tsx test/lib/backup-set-doc.ts` rewrites the doc's block.
+// The generated part of docs/BACKUP-SET.md: every rule of scripts/backup-set.rules and every glob of
+// scripts/sqlite-stores, in order, grouped as in the files. The doc's test compares the doc with
+// this rendering; `npx tsx test/lib/backup-set-doc.ts` rewrites the doc's block.
 import * as fs from "node:fs";
 import * as path from "node:path";
 
 const root = path.resolve(__dirname, "..", "..");
 export const docFile = path.join(root, "docs", "BACKUP-SET.md");
-export const patternsFile = path.join(root, "scripts", "backup-set.patterns");
+export const rulesFile = path.join(root, "scripts", "backup-set.rules");
 export const storesFile = path.join(root, "scripts", "sqlite-stores");
-export const BEGIN = "<!-- generated from scripts/backup-set.patterns and scripts/sqlite-stores: begin -->";
+export const BEGIN = "<!-- generated from scripts/backup-set.rules and scripts/sqlite-stores: begin -->";
 export const END = "<!-- generated: end -->";
 
-export function renderRules(patterns: string, stores: string): string {
+export interface Rule {
+  cls: string;
+  where: "home" | "any";
+  glob: string;
+}
+
+/** The rules of a rules file, in order. */
+export function parseRules(text: string): Rule[] {
+  return text
+    .split("\n")
+    .filter((l) => l.trim() !== "" && !l.trimStart().startsWith("#"))
+    .map((l) => {
+      const [cls, where, glob] = l.trim().split(/\s+/);
+      return { cls: cls!, where: where as Rule["where"], glob: glob! };
+    });
+}
+
+const verb = (cls: string) =>
+  cls.startsWith("precious") ? (cls === "precious" ? "kept" : `kept through the ${cls.split(":")[1]} redaction`) : cls === "dangerous:allowlist" ? "never kept; its allowlist lines are" : "left out";
+
+export function renderRules(rules: string, stores: string): string {
   const out: string[] = [];
-  let group: { cls: string; action: string; globs: string[] } | undefined;
+  let group: { key: string; globs: string[]; cls: string; where: string } | undefined;
   const flush = () => {
-    if (group && group.globs.length > 0) {
-      out.push(`- **${group.cls}**, ${group.action === "!" ? "left out" : "kept"}: ${group.globs.map((g) => `\`${g}\``).join(", ")}`);
+    if (group) {
+      const scope = group.where === "any" ? "at any depth" : "at the home root and in every profile";
+      out.push(`- **${group.cls}**, ${verb(group.cls)} (${scope}): ${group.globs.map((g) => `\`${g}\``).join(", ")}`);
     }
   };
-  let n = 0;
-  let cls = "";
-  for (const line of patterns.split("\n")) {
-    const marker = /^#@ (\w+)$/.exec(line);
-    if (marker) {
+  const parsed = parseRules(rules);
+  for (const r of parsed) {
+    const key = `${r.cls} ${r.where}`;
+    if (!group || group.key !== key) {
       flush();
-      cls = marker[1]!;
-      group = undefined;
-      continue;
+      group = { key, globs: [], cls: r.cls, where: r.where };
     }
-    const rule = /^([!+]) fm:(.+)$/.exec(line);
-    if (!rule) continue;
-    n++;
-    if (!group || group.action !== rule[1]) {
-      flush();
-      group = { cls, action: rule[1]!, globs: [] };
-    }
-    group.globs.push(rule[2]!);
+    group.globs.push(r.glob);
   }
   flush();
   const storeGlobs = stores
     .split("\n")
-    .filter((l) => l.startsWith("fm:"))
-    .map((l) => `\`${l.slice(3)}\``);
-  return [BEGIN, "", `The ${n} rules, in the order borg applies them (first match wins):`, "", ...out, "", `SQLite stores (scripts/sqlite-stores): ${storeGlobs.join(", ")}`, "", END].join("\n");
+    .filter((l) => l.trim() !== "" && !l.startsWith("#"))
+    .map((l) => `\`${l}\``);
+  return [BEGIN, "", `The ${parsed.length} rules, in order (the first that matches decides; a path none matches is unclassified):`, "", ...out, "",
+    `SQLite stores (scripts/sqlite-stores): ${storeGlobs.join(", ")}`, "", END].join("\n");
 }
 
 export function currentBlock(doc: string): string {
@@ -55,7 +67,7 @@ export function currentBlock(doc: string): string {
 
 if (require.main === module) {
   const doc = fs.readFileSync(docFile, "utf8");
-  const block = renderRules(fs.readFileSync(patternsFile, "utf8"), fs.readFileSync(storesFile, "utf8"));
+  const block = renderRules(fs.readFileSync(rulesFile, "utf8"), fs.readFileSync(storesFile, "utf8"));
   fs.writeFileSync(docFile, doc.replace(currentBlock(doc), block));
   console.log(`updated ${docFile}`);
 }
