@@ -145,7 +145,7 @@ describe("through agent-backup: copies of config.yaml, memory-provider JSON, .en
   test("no canary in any archived byte, and each copy of config.yaml is there, redacted", () => {
     const all = spawnSync("bash", ["-c", 'find . -type f -print0 | xargs -0 cat', "bash"], { cwd: extracted, encoding: "latin1", maxBuffer: 1 << 28 }).stdout;
     expect(all).not.toContain(C);
-    const copies = fs.readdirSync(extracted).filter((f) => f.startsWith("config.yaml.bak."));
+    const copies = fs.readdirSync(extracted).filter((f) => /^config\.yaml\.bak\.2026090\d_\d{6}$/.test(f) && f !== "config.yaml.bak.20260901_120000");
     expect(copies.length).toBe(yamlForms.length);
     expect(JSON.parse(fs.readFileSync(path.join(extracted, "supermemory.json"), "utf8"))).toEqual({
       api_key: "REDACTED-BY-AGENT-BACKUP", container: "c", nested: { headers: { Authorization: "REDACTED-BY-AGENT-BACKUP" } },

@@ -37,9 +37,9 @@ function chunkIds(archive: string, member: string): string[] {
   const py = `
 import glob, msgpack, sys
 for f in sorted(glob.glob(sys.argv[1] + "/*.items")):
-    item = msgpack.unpackb(open(f, "rb").read(), raw=True)
-    if item.get(b"path") == sys.argv[2].encode():
-        print("\\n".join(c[0].hex() for c in item.get(b"chunks", [])))
+    for item in msgpack.Unpacker(open(f, "rb"), raw=True):
+        if isinstance(item, dict) and item.get(b"path") == sys.argv[2].encode():
+            print("\\n".join(c[0].hex() for c in item.get(b"chunks", [])))
 `;
   const r = spawnSync("/usr/bin/python3", ["-c", py, dir, member], { encoding: "utf8" });
   expect(r.status, r.stderr).toBe(0);
