@@ -128,6 +128,12 @@ classify_tree() {
     classify_records "${2:-}"
 }
 
+# shown NAME: a name from a home or an archive as it may be printed: as it is when it is made of
+# plain characters only, else as a JSON string (escapes for every control character).
+shown() {
+  if [[ $1 =~ ^[A-Za-z0-9._/+@:=,-]+$ ]]; then printf '%s' "$1"; else jq -Rj '@json' <<<"$1"; fi
+}
+
 # uri_path PATH: PATH percent-encoded for a SQLite file: URI (spaces, ?, #, % and non-ASCII bytes).
 uri_path() {
   local s=$1 out='' c i

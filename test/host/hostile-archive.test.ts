@@ -205,8 +205,8 @@ describe("agent-restore, agent-verify and agent-drill on a crafted archive", () 
     const out = JSON.parse(r.stdout);
     expect(out.healthy).toBe(false);
     const detail = (n: string) => out.checks.find((c: { name: string }) => c.name === n)?.detail ?? "";
-    expect(detail('store:"state.db"')).toMatch(/forever: not an ordinary table/);
-    expect(detail('store:"../../etc/shadow"')).toMatch(/leaving the home/);
+    expect(detail("store:state.db")).toMatch(/forever: not an ordinary table/);
+    expect(detail("store:../../etc/shadow")).toMatch(/leaving the home/);
     expect(detail("checksums")).toMatch(/memories\/MEMORY.md/);
   });
 });
