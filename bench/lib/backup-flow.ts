@@ -1,5 +1,5 @@
 // One measured night, side by side: the naive ways (tar czf of the whole home, borg of the whole
-// home without the patterns), the floor (reading the precious bytes once; plain borg create of a
+// home without the rules), the floor (reading the precious bytes once; plain borg create of a
 // quiesced copy of the precious set), and the project's way (agent-backup full, a day, agent-backup
 // incremental, agent-restore + agent-verify next to a plain borg extract of the same archive).
 // Every repository sits on one loopback storage box (test/lib/storage-box.ts) so all borg runs
@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { StorageBox } from "../../test/lib/storage-box";
 import { liveADay, isSqlite, type DayResult } from "./day";
+import { chownToAgent } from "../../test/lib/agent-home";
 import { bytesOf, copyFiles, preciousFiles, REPO_ROOT } from "./home";
 import { measure, mustMeasure, progress, run, type Measured } from "./measure";
 
@@ -110,9 +111,11 @@ export async function oneNight(box: StorageBox, home: string, work: string, runN
   const agentEnv = box.clientEnv;
   await mustMeasure(["bash", AGENT_BACKUP, "--config", config, "--init"], { env: agentEnv });
 
-  // The precious set as the patterns select it, and a quiesced copy of it for the floor.
+  // The precious set as the rules select it, and a quiesced copy of it for the floor.
   const files = preciousFiles(home);
   const stores = quiesce(home, files);
+  // Whatever root touched in the home (the checkpoint's sidecars) is the agent's again.
+  chownToAgent(home);
   const floorSrc = path.join(work, "floor-src");
   copyFiles(home, files, floorSrc);
   const preciousBytes = bytesOf(home, files);
@@ -125,7 +128,7 @@ export async function oneNight(box: StorageBox, home: string, work: string, runN
   steps.naiveTar = step(tar, { output: fs.statSync(tgz).size });
   fs.rmSync(tgz);
 
-  say("naive: borg create of the whole home, no patterns");
+  say("naive: borg create of the whole home, no rules");
   steps.naiveBorg = await plainBorgCreate(box, t.naive, home, "whole-home");
 
   // Alternate which goes first so neither always inherits the other's warm caches.
@@ -153,6 +156,7 @@ export async function oneNight(box: StorageBox, home: string, work: string, runN
 
   say("a day: new sessions, 1% more rows in every store, memories edited");
   const day = await liveADay(home, stores, runNo);
+  chownToAgent(home);
 
   say("agent-backup: nightly incremental");
   const incr = await mustMeasure(["bash", AGENT_BACKUP, "--config", config], { env: agentEnv });

@@ -91,13 +91,13 @@ export function ratios(nights: NightRun[], home: HomeInfo | null): Ratio[] {
   if (nights.length === 0) return [];
   const homeBytes = home?.apparentBytes ?? NaN;
   return [
-    ratio("preciousOfHome", "precious files as the patterns select them (before staging) / the home's apparent bytes", nights, (n) => n.preciousBytes / homeBytes),
+    ratio("preciousOfHome", "precious files as the rules select them / the home's apparent bytes", nights, (n) => n.preciousBytes / homeBytes),
     ratio("backupSetOfHome", "agent-backup archive's original bytes / the home's apparent bytes", nights, (n) => borgBytes(n, "agentFull", "original") / homeBytes),
     ratio("storedOfHome", "agent-backup full, deduplicated+compressed bytes stored / the home's apparent bytes", nights, (n) => borgBytes(n, "agentFull", "deduplicated") / homeBytes),
     ratio("fullVsFloor", "agent-backup full wall / plain borg create of the quiesced precious copy", nights, (n) => wall(n, "agentFull") / wall(n, "floorBorg")),
     ratio("fullVsReadOnce", "agent-backup full wall / reading the precious bytes once", nights, (n) => wall(n, "agentFull") / wall(n, "readPrecious")),
     ratio("fullVsNaiveTar", "agent-backup full wall / tar czf of the whole home", nights, (n) => wall(n, "agentFull") / wall(n, "naiveTar")),
-    ratio("fullVsNaiveBorg", "agent-backup full wall / borg create of the whole home without patterns", nights, (n) => wall(n, "agentFull") / wall(n, "naiveBorg")),
+    ratio("fullVsNaiveBorg", "agent-backup full wall / borg create of the whole home without rules", nights, (n) => wall(n, "agentFull") / wall(n, "naiveBorg")),
     ratio("incrementalVsFull", "agent-backup nightly incremental wall / agent-backup full wall", nights, (n) => wall(n, "agentIncremental") / wall(n, "agentFull")),
     ratio("incrementalNewBytesOfFull", "incremental's new (deduplicated) bytes / the full's", nights, (n) => borgBytes(n, "agentIncremental", "deduplicated") / borgBytes(n, "agentFull", "deduplicated")),
     ratio("restoreVerifyVsExtract", "agent-restore + agent-verify wall / plain borg extract of the same archive", nights, (n) => wall(n, "agentRestoreVerify") / wall(n, "plainExtract")),

@@ -90,7 +90,7 @@ describe("agent-backup against a hostile agent", () => {
     const swap = runAsAgent("bash", ["-c", 'mv "$1/.hermes" "$1/.hermes.real" && ln -s "$2" "$1/.hermes"', "bash", parent, secret.dir]);
     expect(swap.status, swap.stderr).toBe(0);
     // As installed (AGENT_USER fixed in the config) and with the default (the home's owner).
-    for (const override of [{ AGENT_USER: agentUser().name }, {}]) {
+    for (const override of [{ AGENT_USER: agentUser().name }, {}] as Record<string, string>[]) {
       const config = box.writeConfig("acme", { agentHome: agent.home, override });
       const r = runScript("agent-backup", ["--config", config], box.clientEnv);
       expect(r.status, r.stderr).not.toBe(0);
