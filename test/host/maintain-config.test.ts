@@ -62,6 +62,9 @@ describe("agent-maintain refuses bad input with exit 2", () => {
     ["a zero check budget", () => ["--config", config({ CHECK_BUDGET_SECONDS: "0" })], /CHECK_BUDGET_SECONDS must be at least 1/],
     ["a remote borg with spaces", () => ["--config", config({ REMOTE_BORG: "borg serve --append-only" })], /REMOTE_BORG/],
     ["a missing key escrow file", () => ["--config", config({ KEY_EXPORT_FILE: path.join(dir, "nope") })], /KEY_EXPORT_FILE/],
+    ["two modes at once", () => ["--config", config({}), "--observe", "--adopt"], /--observe and --adopt exclude each other/],
+    ["an unknown object check", () => ["--config", config({ OBJECT_CHECK: "none" })], /OBJECT_CHECK: expected archives or data/],
+    ["a keep-within of zero", () => ["--config", config({ KEEP_WITHIN: "0d" })], /KEEP_WITHIN must be at least 1/],
   ];
   test.each(cases)("%s", (_what, args, message) => {
     const r = runScript("agent-maintain", args());

@@ -19,11 +19,17 @@ function result(r: SpawnSyncReturns<string>): RunResult {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/**
+ * Where the scripts under test are: scripts/, or the tree named by MAINTAIN_TEST_SCRIPTS_DIR (a
+ * copy of an older version's scripts/, e.g. from `git archive`, to show a test fails on it).
+ */
+export const scriptsUnderTest = process.env.MAINTAIN_TEST_SCRIPTS_DIR ?? scriptsDir;
+
 /** Run one of the project's host scripts (scripts/NAME) with a clean borg environment. */
 export function runScript(name: string, args: string[], env: NodeJS.ProcessEnv = {}): RunResult {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("BORG_")));
   return result(
-    spawnSync(path.join(scriptsDir, name), args, { env: { ...clean, ...env }, encoding: "utf8", timeout: 600_000 }),
+    spawnSync(path.join(scriptsUnderTest, name), args, { env: { ...clean, ...env }, encoding: "utf8", timeout: 600_000 }),
   );
 }
 
@@ -150,13 +156,15 @@ export function archiveNames(box: StorageBox, tenant: string, role: "push" | "ma
 
 /**
  * Every file of a repository directory with its size and sha256, plus each file's mtime: equal
- * snapshots mean nothing in the repository was written.
+ * snapshots mean nothing in the repository was written. `ignore` leaves out top-level files by
+ * name (borg check rewrites `nonce`, its encryption counter, and nothing else).
  */
-export function repoSnapshot(repoDir: string): Record<string, string> {
+export function repoSnapshot(repoDir: string, ignore: string[] = []): Record<string, string> {
   const out: Record<string, string> = {};
   const walk = (rel: string) => {
     for (const e of fs.readdirSync(path.join(repoDir, rel), { withFileTypes: true })) {
       const r = rel ? `${rel}/${e.name}` : e.name;
+      if (ignore.includes(r)) continue;
       const abs = path.join(repoDir, r);
       const st = fs.statSync(abs);
       if (e.isDirectory()) {
@@ -169,6 +177,54 @@ export function repoSnapshot(repoDir: string): Record<string, string> {
   };
   walk("");
   return out;
+}
+
+/** The repository's next free AES-CTR nonce (its `nonce` file: 16 hex digits). */
+export function repoNonce(repoDir: string): bigint {
+  const text = fs.readFileSync(path.join(repoDir, "nonce"), "utf8").trim();
+  if (!/^[0-9a-f]{16}$/.test(text)) throw new Error(`unexpected nonce file content: ${JSON.stringify(text)}`);
+  return BigInt(`0x${text}`);
+}
+
+/**
+ * The chunk ids of one archive, per member path (`borg debug dump-archive` through the given key,
+ * as a compromised host would read them), and the ids of its item-metadata chunks.
+ */
+export function archiveObjects(box: StorageBox, tenant: string, archive: string, role: "push" | "maintenance" = "push"): {
+  chunks: Record<string, string[]>;
+  itemMetadata: string[];
+} {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "ab-dump-")), "dump.json");
+  try {
+    const r = box.borg(tenant, role, ["debug", "dump-archive", `::${archive}`, file]);
+    if (r.status !== 0) throw new Error(`borg debug dump-archive failed: ${r.stderr}`);
+    // Bytes are dumped as "\x7f" followed by their hex.
+    const hex = (v: string) => {
+      if (!/^\x7f[0-9a-f]{64}$/.test(v)) throw new Error(`unexpected id in the dump: ${JSON.stringify(v)}`);
+      return v.slice(1);
+    };
+    const dump = JSON.parse(fs.readFileSync(file, "utf8")) as {
+      _meta: { items: string[] };
+      _items: { path: string; chunks?: [string, number, number][] }[];
+    };
+    const chunks: Record<string, string[]> = {};
+    for (const item of dump._items) if (item.chunks) chunks[item.path] = item.chunks.map((c) => hex(c[0]));
+    return { chunks, itemMetadata: dump._meta.items.map(hex) };
+  } finally {
+    fs.rmSync(path.dirname(file), { recursive: true, force: true });
+  }
+}
+
+/** `borg list --json` of the repository's archives (name, id, time), on a fresh client. */
+export function archiveList(box: StorageBox, tenant: string): { name: string; id: string; time: string }[] {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), "ab-list-"));
+  try {
+    const r = spawnSync("borg", ["list", "--json"], { env: { ...box.borgEnv(tenant, "drill"), BORG_BASE_DIR: base }, encoding: "utf8", timeout: 300_000 });
+    if (r.status !== 0) throw new Error(`borg list failed: ${r.stderr}`);
+    return (JSON.parse(r.stdout) as { archives: { name: string; id: string; time: string }[] }).archives.map(({ name, id, time }) => ({ name, id, time }));
+  } finally {
+    fs.rmSync(base, { recursive: true, force: true });
+  }
 }
 
 /** Bytes used by a directory tree (apparent sizes). */
