@@ -223,12 +223,18 @@ describe("agent-restore killed, and onto a live home", () => {
     expect(r.status, r.stderr).toBe(0);
   });
 
-  test("SIGKILL while extracting: the old home stays in place, and the next run removes the leftover", async () => {
+  /** An old home (a marker file in it) and agent-restore --force started over it, in the background. */
+  function restoreOverOldHome() {
     const parent = tempDir();
     const target = path.join(parent, "home");
     fs.mkdirSync(target);
     fs.writeFileSync(path.join(target, "OLD-HOME"), "old");
     const child = spawn(path.join(scriptsDir, "agent-restore"), ["--config", config, "--target", target, "--force"], { env: box.clientEnv, stdio: "ignore" });
+    return { parent, target, child };
+  }
+
+  test("SIGKILL while extracting: the old home stays in place, and the next run removes the leftover", async () => {
+    const { parent, target, child } = restoreOverOldHome();
     const exited = new Promise<void>((r) => child.once("exit", () => r()));
     // The signal: the extraction folder appearing beside the target.
     await new Promise<void>((resolve, reject) => {
@@ -253,11 +259,7 @@ describe("agent-restore killed, and onto a live home", () => {
   });
 
   test("at every instant of a restore the target exists: the old home or the new one", async () => {
-    const parent = tempDir();
-    const target = path.join(parent, "home");
-    fs.mkdirSync(target);
-    fs.writeFileSync(path.join(target, "OLD-HOME"), "old");
-    const child = spawn(path.join(scriptsDir, "agent-restore"), ["--config", config, "--target", target, "--force"], { env: box.clientEnv, stdio: "ignore" });
+    const { parent, target, child } = restoreOverOldHome();
     let missing = 0;
     let polls = 0;
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
