@@ -29,8 +29,8 @@ const DAY = 86_400_000;
 const HOUR = 3_600_000;
 
 beforeAll(async () => {
-  box = await startStorageBox({ tenants: ["steer", "observed", "journal"] });
-  for (const t of ["steer", "observed", "journal"]) initRepo(box, t);
+  box = await startStorageBox({ tenants: ["steer", "observed", "journal", "ckpt"] });
+  for (const t of ["steer", "observed", "journal", "ckpt"]) initRepo(box, t);
 }, 300_000);
 
 afterAll(async () => {
@@ -128,6 +128,36 @@ describe("retention is not steered by the host's names or clocks", () => {
     expect(refused.status).toBe(1);
     expect(refused.stderr).toMatch(/TAMPER: unexpected archive name: notes/);
     expect(fs.readFileSync(setup.stateFile).equals(stateBefore)).toBe(true);
+  });
+
+  test("a stale checkpoint is removed, and a checkpoint replaced by its finished backup is no tampering", () => {
+    const t0 = Date.now();
+    for (const d of [3, 2]) makeArchive("ckpt", archiveName("ckpt", new Date(t0 - d * DAY)), new Date(t0 - d * DAY));
+    // Left by a backup interrupted five days ago.
+    const stale = `${archiveName("ckpt", new Date(t0 - 5 * DAY))}.checkpoint`;
+    makeArchive("ckpt", stale, new Date(t0 - 5 * DAY));
+    const setup = writeMaintainConfig(box, "ckpt", { KEEP_WITHIN: "1H" });
+    expect(runScript("agent-maintain", ["--config", setup.config, "--adopt"]).status).toBe(0);
+
+    // A long backup is running: its checkpoint is the newest archive when the trusted run comes.
+    const running = archiveName("ckpt", new Date(t0 - 10 * 60_000));
+    makeArchive("ckpt", `${running}.checkpoint`, new Date(t0 - 10 * 60_000));
+    const first = runScript("agent-maintain", ["--config", setup.config]);
+    expect(first.status, first.stderr).toBe(0);
+    let names = archiveList(box, "ckpt").map((a) => a.name);
+    expect(names).not.toContain(stale);
+    expect(names).toContain(`${running}.checkpoint`);
+
+    // The backup finishes: borg replaces the checkpoint by the archive (here by hand, same result).
+    const drop = box.borg("ckpt", "push", ["delete", `::${running}.checkpoint`]);
+    expect(drop.status, drop.stderr).toBe(0);
+    makeArchive("ckpt", running, new Date(t0 - 10 * 60_000));
+    const second = runScript("agent-maintain", ["--config", setup.config]);
+    expect(second.status, second.stderr).toBe(0);
+    expect(second.stderr).not.toMatch(/TAMPER/);
+    names = archiveList(box, "ckpt").map((a) => a.name);
+    expect(names).toContain(running);
+    expect(names.filter((n) => n.includes(".checkpoint"))).toEqual([]);
   });
 
   test("a run killed right after its deletion committed is not taken for tampering by the next run", () => {

@@ -215,11 +215,15 @@ export function archiveObjects(box: StorageBox, tenant: string, archive: string,
   }
 }
 
-/** `borg list --json` of the repository's archives (name, id, time), on a fresh client. */
+/** `borg list --json` of the repository's archives (name, id, time), checkpoints too, on a fresh client. */
 export function archiveList(box: StorageBox, tenant: string): { name: string; id: string; time: string }[] {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), "ab-list-"));
   try {
-    const r = spawnSync("borg", ["list", "--json"], { env: { ...box.borgEnv(tenant, "drill"), BORG_BASE_DIR: base }, encoding: "utf8", timeout: 300_000 });
+    const r = spawnSync("borg", ["list", "--json", "--consider-checkpoints"], {
+      env: { ...box.borgEnv(tenant, "drill"), BORG_BASE_DIR: base },
+      encoding: "utf8",
+      timeout: 300_000,
+    });
     if (r.status !== 0) throw new Error(`borg list failed: ${r.stderr}`);
     return (JSON.parse(r.stdout) as { archives: { name: string; id: string; time: string }[] }).archives.map(({ name, id, time }) => ({ name, id, time }));
   } finally {
