@@ -98,10 +98,13 @@ describe("config.yaml redaction through the YAML parser", () => {
   });
 });
 
-describe("through agent-backup: copies of config.yaml, memory-provider JSON, .env allowlists", () => {
+describe("through agent-backup: copies of config.yaml, memory-provider JSON, .env allowlists, unclassified paths, extra rules", () => {
   let box: StorageBox;
   let extracted: string;
   let log: string;
+  let home: string;
+  let metricsDir: string;
+  let manifest: { unclassified: { path: string; type: string; bytes: number }[]; unclassifiedCount: number };
   const allowlistForms: [string, string | null][] = [
     ["TELEGRAM_ALLOWED_USERS=111111,222222", "TELEGRAM_ALLOWED_USERS=111111,222222"],
     ["export DISCORD_ALLOWED_USERS=333333", "DISCORD_ALLOWED_USERS=333333"],
@@ -119,7 +122,18 @@ describe("through agent-backup: copies of config.yaml, memory-provider JSON, .en
 
   beforeAll(async () => {
     box = await startStorageBox({ tenants: ["acme"] });
-    const agent = makeAgentHome(path.join(tempDir(), "home"), { sessions: 5, profiles: 0 });
+    const agent = makeAgentHome(path.join(tempDir(), "home"), { sessions: 5, profiles: 1 });
+    home = agent.home;
+    // Unknown to the rules: a new top-level folder and a new file in a profile, each with a canary;
+    // and one the tenant's extra rules make precious.
+    fs.mkdirSync(path.join(home, "brand-new-store"));
+    fs.writeFileSync(path.join(home, "brand-new-store", "data.json"), `{"key": "${C}u1"}`);
+    fs.writeFileSync(path.join(home, "profiles", "profile1", "new-file.txt"), `${C}u2`);
+    fs.mkdirSync(path.join(home, "research-notes"));
+    fs.writeFileSync(path.join(home, "research-notes", "n.md"), "notes the operator classified");
+    const extra = path.join(tempDir(), "extra.rules");
+    fs.writeFileSync(extra, "precious home research-notes\n");
+    metricsDir = path.join(tempDir(), "metrics");
     const forms = yamlForms.map(([, t]) => t);
     // Every form in a copy of config.yaml of its own; the JSON configs with keys at depth.
     forms.forEach((t, i) => fs.writeFileSync(path.join(agent.home, `config.yaml.bak.2026090${i % 10}_${String(i).padStart(6, "0")}`), t));
@@ -127,7 +141,7 @@ describe("through agent-backup: copies of config.yaml, memory-provider JSON, .en
     fs.writeFileSync(path.join(agent.home, ".env"), allowlistForms.map(([l]) => l).join("\n") + "\n");
     fs.writeFileSync(path.join(agent.home, "config.yaml.bak.20260909_999999"), "broken: [yaml\n");
     spawnSync("chown", ["-R", `${fs.statSync(agent.home).uid}:${fs.statSync(agent.home).gid}`, agent.home]);
-    const config = box.writeConfig("acme", { agentHome: agent.home });
+    const config = box.writeConfig("acme", { agentHome: agent.home, metricsDir, override: { EXTRA_RULES: extra } });
     expect(runScript("agent-backup", ["--config", config, "--init"], box.clientEnv).status).toBe(0);
     const r = runScript("agent-backup", ["--config", config], box.clientEnv);
     expect(r.status, r.stderr).toBe(0);
@@ -136,6 +150,7 @@ describe("through agent-backup: copies of config.yaml, memory-provider JSON, .en
     const name = box.borg("acme", "maintenance", ["list", "--short", "--last", "1"]).stdout.trim();
     const x = spawnSync("borg", ["extract", `::${name}`], { cwd: extracted, env: box.borgEnv("acme", "maintenance"), encoding: "utf8" });
     expect(x.status, x.stderr).toBe(0);
+    manifest = JSON.parse(fs.readFileSync(path.join(extracted, ".agent-backup", "manifest.json"), "utf8"));
   });
   afterAll(async () => {
     await box?.stop();
@@ -150,6 +165,31 @@ describe("through agent-backup: copies of config.yaml, memory-provider JSON, .en
     expect(JSON.parse(fs.readFileSync(path.join(extracted, "supermemory.json"), "utf8"))).toEqual({
       api_key: "REDACTED-BY-AGENT-BACKUP", container: "c", nested: { headers: { Authorization: "REDACTED-BY-AGENT-BACKUP" } },
     });
+  });
+
+  test("a new top-level folder and a new file in a profile: left out, and reported in the log, the manifest, the metric and --classify", () => {
+    for (const p of ["brand-new-store", "profiles/profile1/new-file.txt"]) {
+      expect(fs.existsSync(path.join(extracted, p)), p).toBe(false);
+      expect(log).toContain(`unclassified, left out: "${p}"`);
+      expect(manifest.unclassified.map((u) => u.path)).toContain(p);
+    }
+    expect(manifest.unclassified.find((u) => u.path === "brand-new-store")).toMatchObject({ type: "d" });
+    const prom = fs.readFileSync(path.join(metricsDir, "agent-backup-acme.prom"), "utf8");
+    expect(prom).toMatch(new RegExp(`^agent_backup_unclassified_paths\\{archive_prefix="acme"\\} ${manifest.unclassifiedCount}$`, "m"));
+    expect(manifest.unclassifiedCount).toBeGreaterThanOrEqual(2);
+    const json = runScript("agent-backup", ["--classify", "--json", "--home", home], box.clientEnv);
+    expect(json.status, json.stderr).toBe(0);
+    const report = JSON.parse(json.stdout) as { unclassified: { path: string }[]; top: { path: string; class: string }[] };
+    expect(report.unclassified.map((u) => u.path)).toEqual(expect.arrayContaining(["brand-new-store", "profiles/profile1/new-file.txt", "research-notes"]));
+    expect(report.top.find((t) => t.path === "SOUL.md")?.class).toBe("precious");
+    const text = runScript("agent-backup", ["--classify", "--home", home], box.clientEnv);
+    expect(text.stdout).toMatch(/Unclassified .*: \d+/);
+    expect(text.stdout).toContain("brand-new-store/");
+  });
+
+  test("a path the tenant's extra rules classify precious is archived", () => {
+    expect(fs.readFileSync(path.join(extracted, "research-notes", "n.md"), "utf8")).toBe("notes the operator classified");
+    expect(manifest.unclassified.map((u) => u.path)).not.toContain("research-notes");
   });
 
   test("a copy that does not parse is left out and reported", () => {
