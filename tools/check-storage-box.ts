@@ -14,8 +14,15 @@ export const usage = `usage: check-storage-box --tenant T --repo ssh://USER@HOST
          --remote-borg CMD --known-hosts FILE --passphrase-file FILE
          --push-key FILE --drill-key FILE --maintenance-key FILE
          [--other-repo ssh://OTHER_USER@HOST:PORT/PATH] [--authorized-keys FILE] [--timeout SECONDS]
+         [--stored-password FILE]
+         [--box-account USER@HOST [--box-stored-password FILE]
+          [--admin-key FILE [--snapshot-dir ABS_PATH] [--snapshot-repo-path REL_PATH]]]
 Tries, with each key role, what it must and must not do against the tenant's repository (which
-must be initialised), prints one line per check, and exits 0 only when nothing surprised.`;
+must be initialised), prints one line per check, and exits 0 only when nothing surprised.
+--stored-password and --box-stored-password: the sub-account's and the main account's password as
+the Pulumi state holds them; each must no longer log in. --admin-key: the main account's key; the
+snapshot directory (default /home/.zfs/snapshot) must list snapshots, the newest holding the
+tenant's repository at --snapshot-repo-path (default tenants/<tenant>/borg).`;
 
 export interface CheckOptions {
   tenant: string;
@@ -32,6 +39,18 @@ export interface CheckOptions {
   authorizedKeys?: string | undefined;
   /** Per command, seconds. */
   timeout: number;
+  /** The sub-account's password as the state holds it: it must not log in. */
+  storedPassword?: string | undefined;
+  /** The box's main account, USER@HOST (same port as the repository). */
+  boxAccount?: { user: string; host: string } | undefined;
+  /** The main account's password as the state holds it: it must not log in. */
+  boxStoredPassword?: string | undefined;
+  /** The main account's private key: reads the snapshot directory. */
+  adminKey?: string | undefined;
+  /** Where the main account sees the snapshots. */
+  snapshotDir: string;
+  /** The tenant's repository inside a snapshot, relative to it. */
+  snapshotRepoPath: string;
 }
 
 export class UsageError extends Error {}
@@ -44,7 +63,8 @@ export function parseCheckArgs(argv: string[]): CheckOptions {
       args: argv,
       strict: true,
       options: Object.fromEntries(
-        ["tenant", "repo", "restrict-path", "remote-borg", "known-hosts", "passphrase-file", "push-key", "drill-key", "maintenance-key", "other-repo", "authorized-keys", "timeout"].map((o) => [o, { type: "string" as const }]),
+        ["tenant", "repo", "restrict-path", "remote-borg", "known-hosts", "passphrase-file", "push-key", "drill-key", "maintenance-key", "other-repo", "authorized-keys", "timeout",
+          "stored-password", "box-account", "box-stored-password", "admin-key", "snapshot-dir", "snapshot-repo-path"].map((o) => [o, { type: "string" as const }]),
       ),
     }) as { values: Record<string, string | undefined> });
   } catch (e) {
@@ -77,6 +97,20 @@ export function parseCheckArgs(argv: string[]): CheckOptions {
   if (remoteBorg && !matchesPattern("borg_command", remoteBorg)) problems.push(`--remote-borg: refusing ${JSON.stringify(remoteBorg)}`);
   const timeout = values.timeout === undefined ? 120 : Number(values.timeout);
   if (!Number.isInteger(timeout) || timeout < 5 || timeout > 3600) problems.push(`--timeout: expected seconds between 5 and 3600`);
+  const boxAccountText = values["box-account"];
+  let boxAccount: CheckOptions["boxAccount"];
+  if (boxAccountText !== undefined) {
+    const [u = "", h = "", extra] = boxAccountText.split("@");
+    if (extra !== undefined || !matchesPattern("unix_user", u) || !matchesPattern("hostname", h)) problems.push(`--box-account: refusing ${JSON.stringify(boxAccountText)} (USER@HOST)`);
+    else boxAccount = { user: u, host: h };
+  }
+  for (const needsBox of ["box-stored-password", "admin-key"]) {
+    if (values[needsBox] !== undefined && boxAccountText === undefined) problems.push(`--${needsBox} needs --box-account`);
+  }
+  const snapshotDir = values["snapshot-dir"] ?? "/home/.zfs/snapshot";
+  if (!matchesPattern("abs_path", snapshotDir)) problems.push(`--snapshot-dir: refusing ${JSON.stringify(snapshotDir)}`);
+  const snapshotRepoPath = values["snapshot-repo-path"] ?? `tenants/${tenant}/borg`;
+  if (!matchesPattern("rel_path", snapshotRepoPath) || snapshotRepoPath.split("/").includes("..")) problems.push(`--snapshot-repo-path: refusing ${JSON.stringify(snapshotRepoPath)}`);
   const opts: CheckOptions = {
     tenant,
     repo,
@@ -88,13 +122,20 @@ export function parseCheckArgs(argv: string[]): CheckOptions {
     otherRepo,
     authorizedKeys: file("authorized-keys", false),
     timeout,
+    storedPassword: file("stored-password", false),
+    boxAccount,
+    boxStoredPassword: file("box-stored-password", false),
+    adminKey: file("admin-key", false),
+    snapshotDir,
+    snapshotRepoPath,
   };
   if (problems.length > 0) throw new UsageError(problems.join("\n"));
   return opts;
 }
 
 export interface CheckResult {
-  role: KeyRoleName | "all";
+  /** A key role, "all" roles, or an account whose password or view is checked. */
+  role: KeyRoleName | "all" | "sub-account" | "main";
   what: string;
   ok: boolean;
   detail?: string;
@@ -189,7 +230,54 @@ export function runChecks(o: CheckOptions, log: (line: string) => void = (l) => 
     const got = fs.existsSync(path.join(out, "check.txt")) ? fs.readFileSync(path.join(out, "check.txt"), "utf8") : "";
     report({ role: "drill", what: "extracts an archive, byte for byte", ok: extracted.status === 0 && got === token, detail: extracted.status === 0 ? undefined : gist(extracted) });
 
-    // 3. Every role: no shell, no sftp, no other path, no snapshot directory, no other tenant.
+    // 3. The snapshots, as the main account sees them: the runbook copies a repository out of the
+    //    newest one (docs/RESTORE.md, section 11). Listed over SFTP, as the runbook reads them.
+    let newestSnapshot: string | undefined;
+    if (o.adminKey && o.boxAccount) {
+      const adminSftp = (batch: string) =>
+        run("sftp", ["-b", "-", "-P", port, "-i", o.adminKey as string, "-o", "IdentitiesOnly=yes", "-o", `UserKnownHostsFile=${o.knownHosts}`,
+          "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20", `${o.boxAccount!.user}@${o.boxAccount!.host}`], process.env, batch);
+      const names = (r: Run) => r.stdout.split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("sftp>")).map((l) => path.posix.basename(l));
+      const listing = adminSftp(`ls -1 ${o.snapshotDir}\n`);
+      const snapshots = listing.status === 0 ? names(listing).filter((n) => /^[A-Za-z0-9][A-Za-z0-9._:+-]*$/.test(n)).sort() : [];
+      newestSnapshot = snapshots[snapshots.length - 1];
+      report({
+        role: "main", what: `the snapshot directory ${o.snapshotDir} is shown and lists snapshots`, ok: newestSnapshot !== undefined,
+        detail: listing.status !== 0 ? gist(listing) : newestSnapshot === undefined ? "no snapshot yet: run again after the first daily snapshot" : `${snapshots.length}, newest ${newestSnapshot}`,
+      });
+      if (newestSnapshot !== undefined) {
+        const inside = adminSftp(`ls -1 ${o.snapshotDir}/${newestSnapshot}/${o.snapshotRepoPath}\n`);
+        const entries = inside.status === 0 ? names(inside) : [];
+        const ok = entries.includes("config") && entries.includes("data");
+        report({ role: "main", what: `the newest snapshot holds this tenant's repository (${o.snapshotRepoPath})`, ok, detail: ok ? undefined : inside.status !== 0 ? gist(inside) : `found: ${entries.join(" ") || "nothing"}` });
+      }
+    }
+
+    // 4. Passwords: the values the state holds were reset right after creation; neither may log in.
+    const passwordLogin = (user: string, hostName: string, passwordFile: string): Run => {
+      // ssh reads the password from an askpass helper, never from a command line or the terminal.
+      const askpass = path.join(work, `askpass-${user}`);
+      fs.writeFileSync(askpass, `#!/bin/sh\nexec cat ${passwordFile}\n`, { mode: 0o700 });
+      return run("ssh", ["-p", port, "-F", "/dev/null", "-o", "PubkeyAuthentication=no",
+        "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "NumberOfPasswordPrompts=1", "-o", "BatchMode=no",
+        "-o", `UserKnownHostsFile=${o.knownHosts}`, "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=20", "-T", `${user}@${hostName}`, "ls"],
+        { ...process.env, SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: "force" }, "");
+    };
+    const passwordChecks: [CheckResult["role"], string, string, string | undefined][] = [
+      ["sub-account", user, host, o.storedPassword],
+      ["main", o.boxAccount?.user ?? "", o.boxAccount?.host ?? "", o.boxStoredPassword],
+    ];
+    for (const [role, account, hostName, file] of passwordChecks) {
+      if (!file) continue;
+      const r = passwordLogin(account, hostName, file);
+      const refused = r.status === 255 && /Permission denied/.test(r.stderr);
+      report({
+        role, what: `the password in the Pulumi state no longer logs in (${account})`, ok: refused,
+        detail: refused ? undefined : r.status === 255 ? `could not tell: ${gist(r)}` : "it logged in: reset the password through the API (pulumi up runs the reset)",
+      });
+    }
+
+    // 5. Every role: no shell, no sftp, no other path, no snapshot directory, no other tenant.
     const parent = repoPath.startsWith("/./") ? "/." : path.posix.dirname(repoPath);
     for (const role of keyRoleNames) {
       const shell = run("ssh", [...sshArgs(role), "-p", port, `${user}@${host}`, "echo", "SHELL-MARKER-7f3a"]);
@@ -202,6 +290,9 @@ export function runChecks(o: CheckOptions, log: (line: string) => void = (l) => 
       report({ role, what: "is refused a path outside via ..", ok: notAllowed(up), detail: notAllowed(up) ? undefined : gist(up) });
       const snap = borg(role, ["init", "-e", "repokey-blake2", withPath(`${parent}/.zfs/snapshot/check-storage-box`)]);
       report({ role, what: "cannot write into the snapshot directory", ok: snap.status !== 0, detail: snap.status !== 0 ? undefined : "init in .zfs/snapshot succeeded" });
+      // What a sub-account's key sees of the snapshots: nothing, not even its own repository there.
+      const snapRead = borg(role, ["list", withPath(`${parent}/.zfs/snapshot/${newestSnapshot ?? "check-storage-box"}/${path.posix.basename(repoPath)}`)]);
+      report({ role, what: "is refused its repository inside a snapshot (reads only the live one)", ok: notAllowed(snapRead), detail: notAllowed(snapRead) ? undefined : gist(snapRead) });
       if (o.otherRepo) {
         const other = borg(role, ["list", o.otherRepo]);
         // Any failure to open it is what we want; only a success is a surprise.
@@ -209,7 +300,7 @@ export function runChecks(o: CheckOptions, log: (line: string) => void = (l) => 
       }
     }
 
-    // 4. Maintenance has full access: it deletes the check archive for good (clean-up too).
+    // 6. Maintenance has full access: it deletes the check archive for good (clean-up too).
     const del = borg("maintenance", ["delete", `::${archive}`]);
     const compact = del.status === 0 ? borg("maintenance", ["compact"]) : del;
     const after = borg("maintenance", ["list", "--short"]);

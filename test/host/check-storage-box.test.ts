@@ -17,7 +17,8 @@ let authorizedKeysFile: string;
 let original: string;
 
 beforeAll(async () => {
-  box = await startStorageBox({ tenants: ["acme", "globex"] });
+  // Password logins on, as on the real box: the dead-password checks need a password that works.
+  box = await startStorageBox({ tenants: ["acme", "globex"], passwordLogin: true });
   for (const t of ["acme", "globex"]) {
     const init = box.borg(t, "push", ["init", "-e", "repokey-blake2"]);
     expect(init.status, init.stderr).toBe(0);
@@ -46,7 +47,8 @@ function args(over: Record<string, string> = {}): string[] {
     "authorized-keys": authorizedKeysFile,
     ...over,
   };
-  return Object.entries(a).flatMap(([k, v]) => [`--${k}`, v]);
+  // An empty value leaves the option out.
+  return Object.entries(a).filter(([, v]) => v !== "").flatMap(([k, v]) => [`--${k}`, v]);
 }
 
 function check(argv: string[]) {
@@ -68,10 +70,10 @@ describe("check-storage-box against the loopback storage box", () => {
     expect(r.status, r.lines.join("\n") + r.stderr).toBe(0);
     expect(r.failed).toEqual([]);
     const checks = r.lines.filter((l) => /^(ok|FAIL) /.test(l));
-    // authorized_keys, push info+create, drill list+extract, 6 per role, maintenance delete.
-    expect(checks).toHaveLength(1 + 2 + 2 + 6 * keyRoleNames.length + 1);
-    expect(r.lines).toContain("all 24 checks passed");
-    for (const what of ["gets no shell", "gets no sftp", "is refused a sibling path", "cannot open another tenant's repository", "cannot write into the snapshot directory"]) {
+    // authorized_keys, push info+create, drill list+extract, 7 per role, maintenance delete.
+    expect(checks).toHaveLength(1 + 2 + 2 + 7 * keyRoleNames.length + 1);
+    expect(r.lines).toContain("all 27 checks passed");
+    for (const what of ["gets no shell", "gets no sftp", "is refused a sibling path", "cannot open another tenant's repository", "cannot write into the snapshot directory", "is refused its repository inside a snapshot"]) {
       for (const role of keyRoleNames) expect(checks.some((l) => l.startsWith("ok") && l.includes(role) && l.includes(what)), `${role} ${what}`).toBe(true);
     }
     // The check archive was removed by the maintenance key.
@@ -132,9 +134,93 @@ describe("check-storage-box against the loopback storage box", () => {
     expect(r.failed.filter((l) => /cannot open another tenant's repository/.test(l))).toHaveLength(3);
   });
 
+  test("a password the state still holds and that still logs in is caught; a dead one passes", () => {
+    const acme = box.tenants.acme!;
+    const dead = path.join(path.dirname(acme.passphraseFile), "stored-password-dead");
+    fs.writeFileSync(dead, "the-value-pulumi-generated-before-the-reset\n", { mode: 0o600 });
+    try {
+      const ok = check(args({ "stored-password": dead }));
+      expect(ok.status, ok.lines.join("\n") + ok.stderr).toBe(0);
+      expect(ok.lines.some((l) => /^ok\s+sub-account\s+the password in the Pulumi state no longer logs in/.test(l))).toBe(true);
+      // The loopback box really takes password logins: the live password gets in, and is caught.
+      const live = check(args({ "stored-password": acme.passwordFile! }));
+      expect(live.status).toBe(1);
+      expect(live.failed).toEqual([expect.stringMatching(/sub-account\s+the password in the Pulumi state no longer logs in .*\(it logged in: reset the password/)]);
+    } finally {
+      fs.rmSync(dead, { force: true });
+    }
+  });
+
+  describe("the main account's view: snapshots and its password", () => {
+    let tmp: string;
+    let adminKey: string;
+    let snapshots: string;
+    beforeAll(() => {
+      const acme = box.tenants.acme!;
+      tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ab-main-"));
+      adminKey = path.join(tmp, "admin");
+      // Stand-in for the box's main account: an unrestricted key of the acme user.
+      spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "admin", "-f", adminKey]);
+      fs.writeFileSync(authorizedKeysFile, `${original}${fs.readFileSync(`${adminKey}.pub`, "utf8")}`);
+      // Two read-only snapshots of the box as the main account sees them: <name>/<home>/<repo>.
+      snapshots = path.join(box.dir, "zfs", "snapshot");
+      for (const name of ["2026-11-23T03-00-00", "2026-11-24T03-00-00"]) {
+        const into = path.join(snapshots, name, acme.user);
+        fs.mkdirSync(into, { recursive: true, mode: 0o755 });
+        expect(spawnSync("cp", ["-a", acme.repoPath, path.join(into, "repo")]).status).toBe(0);
+      }
+      spawnSync("chmod", ["-R", "a+rX", path.join(box.dir, "zfs")]);
+    });
+    afterAll(() => {
+      fs.writeFileSync(authorizedKeysFile, original);
+      fs.rmSync(path.join(box.dir, "zfs"), { recursive: true, force: true });
+      fs.rmSync(tmp, { recursive: true, force: true });
+    });
+    const mainArgs = (over: Record<string, string> = {}) => args({
+      "box-account": `${box.tenants.acme!.user}@127.0.0.1`, "admin-key": adminKey, "snapshot-dir": snapshots,
+      // The stand-in's extra key is in authorized_keys, which the real box's sub-account never has.
+      "snapshot-repo-path": `${box.tenants.acme!.user}/repo`, "authorized-keys": "", ...over,
+    });
+
+    test("the snapshot directory lists snapshots and the newest holds the tenant's repository", () => {
+      const r = check(mainArgs());
+      expect(r.status, r.lines.join("\n") + r.stderr).toBe(0);
+      expect(r.lines.some((l) => /^ok\s+main\s+the snapshot directory .* is shown and lists snapshots \(2, newest 2026-11-24T03-00-00\)/.test(l)), r.lines.join("\n")).toBe(true);
+      expect(r.lines.some((l) => /^ok\s+main\s+the newest snapshot holds this tenant's repository/.test(l))).toBe(true);
+    });
+
+    test("a hidden or empty snapshot directory, or a snapshot without the repository, is caught", () => {
+      const empty = path.join(tmp, "empty");
+      fs.mkdirSync(empty, { mode: 0o755 });
+      fs.chmodSync(tmp, 0o755);
+      const none = check(mainArgs({ "snapshot-dir": empty }));
+      expect(none.status).toBe(1);
+      expect(none.failed).toEqual([expect.stringMatching(/main\s+the snapshot directory .* lists snapshots \(no snapshot yet/)]);
+      const hidden = check(mainArgs({ "snapshot-dir": path.join(box.dir, "no-such-dir") }));
+      expect(hidden.status).toBe(1);
+      expect(hidden.failed[0]).toMatch(/main\s+the snapshot directory/);
+      const elsewhere = check(mainArgs({ "snapshot-repo-path": "tenants/acme/borg" }));
+      expect(elsewhere.status).toBe(1);
+      expect(elsewhere.failed).toEqual([expect.stringMatching(/main\s+the newest snapshot holds this tenant's repository \(tenants\/acme\/borg\)/)]);
+    });
+
+    test("the main account's stored password: dead passes, live is caught", () => {
+      const dead = path.join(tmp, "box-password");
+      fs.writeFileSync(dead, "not-the-live-one\n", { mode: 0o600 });
+      const ok = check(mainArgs({ "box-stored-password": dead }));
+      expect(ok.status, ok.lines.join("\n")).toBe(0);
+      expect(ok.lines.some((l) => /^ok\s+main\s+the password in the Pulumi state no longer logs in/.test(l))).toBe(true);
+      const live = check(mainArgs({ "box-stored-password": box.tenants.acme!.passwordFile! }));
+      expect(live.status).toBe(1);
+      expect(live.failed).toEqual([expect.stringMatching(/main\s+the password in the Pulumi state no longer logs in/)]);
+    });
+  });
+
   test("bad usage: exit 2, every problem named, nothing run", () => {
-    const r = check(args({ tenant: "acme;reboot", "push-key": "/nonexistent/key", repo: "ssh://u@h:23/./borg x" }));
+    const r = check(args({ tenant: "acme;reboot", "push-key": "/nonexistent/key", repo: "ssh://u@h:23/./borg x", "box-account": "u1@h;x", "snapshot-repo-path": "../other" }));
     expect(r.status).toBe(2);
+    expect(r.stderr).toContain('--box-account: refusing "u1@h;x"');
+    expect(r.stderr).toContain('--snapshot-repo-path: refusing "../other"');
     expect(r.stderr).toContain('--tenant: refusing "acme;reboot"');
     expect(r.stderr).toContain("--push-key: no such file /nonexistent/key");
     expect(r.stderr).toContain("--repo: refusing");

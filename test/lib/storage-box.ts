@@ -17,6 +17,11 @@ export interface StorageBoxOptions {
   tenants: string[];
   /** Server-side borg command in the forced command line (default "borg"). */
   borgCommand?: string;
+  /**
+   * Give every tenant user a password and let sshd take password logins, as the real box does
+   * (a full login, no forced command): for tests of dead passwords. Off by default.
+   */
+  passwordLogin?: boolean;
 }
 
 export interface BoxTenant {
@@ -31,6 +36,8 @@ export interface BoxTenant {
   keys: Record<KeyRoleName, string>;
   /** The repository passphrase, in a 0600 file. */
   passphraseFile: string;
+  /** With passwordLogin: the user's login password, in a 0600 file. */
+  passwordFile?: string;
 }
 
 export interface ConfigOptions {
@@ -158,6 +165,13 @@ export async function startStorageBox(opts: StorageBoxOptions): Promise<StorageB
       const passphraseFile = path.join(keyDir, "passphrase");
       fs.writeFileSync(passphraseFile, `${randomBytes(24).toString("base64url")}\n`, { mode: 0o600 });
       tenants[tenant] = { tenant, user, repoPath, repoUrl: "", keys, passphraseFile };
+      if (opts.passwordLogin) {
+        const password = randomBytes(18).toString("base64url");
+        execFileSync("chpasswd", [], { input: `${user}:${password}\n` });
+        const passwordFile = path.join(keyDir, "password");
+        fs.writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
+        tenants[tenant]!.passwordFile = passwordFile;
+      }
     }
 
     const knownHosts = path.join(dir, "client", "known_hosts");
@@ -175,7 +189,7 @@ export async function startStorageBox(opts: StorageBoxOptions): Promise<StorageB
           `PidFile ${path.join(dir, "sshd.pid")}`,
           "AuthorizedKeysFile .ssh/authorized_keys",
           "PubkeyAuthentication yes",
-          "PasswordAuthentication no",
+          opts.passwordLogin ? "PasswordAuthentication yes" : "PasswordAuthentication no",
           "KbdInteractiveAuthentication no",
           "UsePAM no",
           "PermitRootLogin no",
