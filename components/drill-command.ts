@@ -1,7 +1,15 @@
 // The agent-drill command line, built in one place: the local drill and the cloud drill stack both
 // call drillCommand, so the restore box runs the same command in both.
 import { matchesPattern } from "../config/patterns";
-import { isValidRepoUrl } from "./host-install-plan";
+import { isValidRepoUrl, remoteSourceDir } from "./host-install-plan";
+
+/**
+ * The restored agent's health check, one for every drill (the local drill and the cloud drill
+ * stack): the agent's own offline checks, scripts/agent-check-hermes as the host install plan puts
+ * it on the box. agent-verify runs it with HERMES_HOME set to the restored home; it runs `hermes`
+ * (found on PATH) as the owner of that home.
+ */
+export const agentHealthCheck = `${remoteSourceDir}/agent-check-hermes`;
 
 export interface DrillCommandArgs {
   /** Borg repository URL, as in the host config (`ssh://USER@HOST:PORT/PATH`). */

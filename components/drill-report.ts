@@ -15,6 +15,14 @@ export const drillCheckSchema = z
 
 const seconds = z.number().finite().nonnegative();
 
+/** The agent whose own checks decided that the restored home is healthy, and its version. */
+export const drillAgentSchema = z
+  .object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/),
+    version: z.string().regex(/^[0-9A-Za-z][0-9A-Za-z.+-]{0,39}$/),
+  })
+  .strict();
+
 export const drillReportSchema = z
   .object({
     tenant: z.string().regex(valuePatterns.tenant),
@@ -31,6 +39,8 @@ export const drillReportSchema = z
     checks: z.array(drillCheckSchema).min(1),
     /** True only when every check is ok. */
     healthy: z.boolean(),
+    /** The agent started from the restored home (the local drill names it; agent-drill leaves it out). */
+    agent: drillAgentSchema.optional(),
     startedAt: z.iso.datetime({ offset: true }),
     finishedAt: z.iso.datetime({ offset: true }),
   })
@@ -45,6 +55,7 @@ export const drillReportSchema = z
   });
 
 export type DrillCheck = z.infer<typeof drillCheckSchema>;
+export type DrillAgent = z.infer<typeof drillAgentSchema>;
 export type DrillReport = z.infer<typeof drillReportSchema>;
 
 /** The report's field names, for docs and tests that list them. */

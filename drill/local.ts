@@ -1,16 +1,17 @@
 // `npm run drill:local`: the whole loop on this machine, with no cloud account. A storage box, one
 // agent host per tenant and a fresh restore box, each a systemd-nspawn box in its own network
-// namespace; the backup installed over SSH exactly as the prod stack does, run twice through
-// systemd, restored with the drill key by agent-drill, checked, and started. Progress on stderr,
-// one JSON report on stdout, everything torn down at the end (unless --keep).
+// namespace; the real agent writes its home on the host and keeps at work; the backup installed
+// over SSH exactly as the prod stack does, run twice through systemd, restored with the drill key
+// by agent-drill, and the real agent's own checks decide whether the restored home is healthy.
+// Progress on stderr, one JSON report on stdout, everything torn down at the end (unless --keep).
 //
-//   npm run drill:local -- [--tenants N] [--keep] [--scenario standard|compromised-host]
+//   npm run drill:local -- [--tenants N] [--keep] [--scenario standard|compromised-host] [--agent real|standin]
 //   npm run drill:local -- --cleanup RUNID     remove what a --keep run left
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import type { DrillCheck, DrillReport } from "../components/drill-report";
-import { backupTwice, installBackup, makeLiveAgentHome, readCanaries } from "./lib/agent-host";
+import { agentKinds, backupTwice, hostAgent, installBackup, makeLiveAgentHome, makeRealAgentHome, readCanaries, type AgentKind } from "./lib/agent-host";
 import { Box } from "./lib/box";
 import { compromisedHost } from "./lib/compromise";
 import { Control } from "./lib/control";
@@ -22,7 +23,9 @@ import { createNetns, createStorageNetns, linkToStorage, netnsName, type Link } 
 import { preflightProblems } from "./lib/preflight";
 import { Progress } from "./lib/progress";
 import { localDrillReportSchema, scenarios, summaryLines, withChecks, type LocalDrillReport, type Scenario } from "./lib/report";
-import { drillTenant, prepareRestoreBox } from "./lib/restore";
+import { ensureWheelhouse } from "./lib/real-agent";
+import { liveWritesCheck, sessionStats } from "./lib/real-agent-box";
+import { drillTenant, prepareRestoreBox, type TenantAgent } from "./lib/restore";
 import { defaultRecipe, ensureRootfs } from "./lib/rootfs";
 import { setUpStorage, snapshotChecks, storageKnownHosts, takeSnapshot, type TenantAccount } from "./lib/storage";
 import { installSignalHandlers, Teardown } from "./lib/teardown";
@@ -33,10 +36,11 @@ interface Options {
   tenants: number;
   keep: boolean;
   scenario: Scenario;
+  agent: AgentKind;
   cleanup?: string;
 }
 
-const usage = `usage: npm run drill:local -- [--tenants N] [--keep] [--scenario ${scenarios.join("|")}]
+const usage = `usage: npm run drill:local -- [--tenants N] [--keep] [--scenario ${scenarios.join("|")}] [--agent ${agentKinds.join("|")}]
        npm run drill:local -- --cleanup RUNID
   --tenants N    tenants sharing the storage box (1..${maxTenants}, default 1); with 2 or more, each
                  tenant's key is shown unable to read or write another's repository
@@ -44,12 +48,16 @@ const usage = `usage: npm run drill:local -- [--tenants N] [--keep] [--scenario 
   --scenario compromised-host
                  the host's push key runs delete, prune and change-passphrase; the drill shows what
                  survived and recovers from the storage-layer snapshot and the escrowed key export
+  --agent real   the real agent (hermes-agent, pinned; its wheels downloaded once from the package
+                 index and cached) writes the home and checks the restored one (the default)
+  --agent standin
+                 a sample home and a stand-in agent, for a machine that cannot reach the package index
   --cleanup ID   stop and remove everything a --keep run with this id left behind`;
 
 class UsageError extends Error {}
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { tenants: 1, keep: false, scenario: "standard" };
+  const opts: Options = { tenants: 1, keep: false, scenario: "standard", agent: "real" };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -66,6 +74,10 @@ function parseArgs(argv: string[]): Options {
       const v = value();
       if (!(scenarios as readonly string[]).includes(v)) throw new UsageError(`--scenario must be one of ${scenarios.join(", ")}, got ${v}`);
       opts.scenario = v as Scenario;
+    } else if (arg === "--agent") {
+      const v = value();
+      if (!(agentKinds as readonly string[]).includes(v)) throw new UsageError(`--agent must be one of ${agentKinds.join(", ")}, got ${v}`);
+      opts.agent = v as AgentKind;
     } else if (arg === "--cleanup") {
       const v = value();
       if (!/^[0-9a-f]{6}$/.test(v)) throw new UsageError(`--cleanup needs a run id (6 hex digits), got ${v}`);
@@ -90,7 +102,7 @@ async function main(): Promise<number> {
     }
     throw err;
   }
-  const problems = preflightProblems();
+  const problems = preflightProblems(process.env, process.getuid?.() ?? -1, opts.agent);
   if (problems.length > 0) {
     process.stderr.write(`drill:local: cannot run here:\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
     return 2;
@@ -111,10 +123,11 @@ async function main(): Promise<number> {
   const runChecks: DrillCheck[] = [];
   let error: string | undefined;
   const boxes: Box[] = [];
-  progress.line(`local drill ${runId}: ${opts.tenants} tenant(s), scenario ${opts.scenario}`);
+  progress.line(`local drill ${runId}: ${opts.tenants} tenant(s), scenario ${opts.scenario}, agent ${opts.agent}`);
 
   try {
     const rootfs = await progress.step("box root filesystem (cached)", () => ensureRootfs(defaultRecipe(), progress));
+    const wheelhouse = opts.agent === "real" ? await progress.step("the real agent's wheelhouse (cached)", () => ensureWheelhouse((l) => progress.line(l))) : undefined;
     fs.mkdirSync(runsRoot, { recursive: true, mode: 0o700 });
     fs.mkdirSync(runDir, { mode: 0o700 });
     teardown.defer(`remove run dir ${runDir}`, async () => {
@@ -157,15 +170,24 @@ async function main(): Promise<number> {
     const knownHosts = storageKnownHosts(storage);
     const tenantChecks = new Map<string, DrillCheck[]>(names.map((t) => [t, []]));
     const add = (t: string, checks: DrillCheck[]) => tenantChecks.get(t)?.push(...checks);
+    const agents = new Map<string, TenantAgent>();
 
     for (const [i, account] of accounts.entries()) {
       const host = hosts[i];
       const s = secrets[i];
       if (!host || !s) throw new Error(`no host for ${account.tenant}`);
-      await progress.step(`${account.tenant}: sample agent home and live writer`, () => makeLiveAgentHome(host, control));
+      const canaries = opts.agent === "real" && wheelhouse !== undefined
+        ? await progress.step(`${account.tenant}: the real agent writes its home and keeps at work`, () => makeRealAgentHome(host, wheelhouse))
+        : await progress.step(`${account.tenant}: sample agent home and live writer`, async () => {
+          await makeLiveAgentHome(host, control);
+          return readCanaries(host);
+        });
+      agents.set(account.tenant, { kind: opts.agent, canaries });
       add(account.tenant, await progress.step(`${account.tenant}: install over SSH (as the prod stack)`, () => installBackup(host, control, account, s, knownHosts)));
+      const before = opts.agent === "real" ? await sessionStats(host, hostAgent) : undefined;
       const { checks } = await progress.step(`${account.tenant}: two backups through systemd`, () => backupTwice(host, account));
       add(account.tenant, checks);
+      if (before !== undefined) add(account.tenant, [await liveWritesCheck(host, hostAgent, before)]);
     }
     for (const [i, account] of accounts.entries()) {
       const host = hosts[i];
@@ -175,14 +197,15 @@ async function main(): Promise<number> {
     const snapshot = await progress.step("storage-layer snapshot", () => takeSnapshot(storage));
     for (const account of accounts) add(account.tenant, await snapshotChecks(storage, snapshot, account));
 
-    await progress.step("restore box: scripts and stand-in agent", () => prepareRestoreBox(restoreBox, control, accounts[0] as TenantAccount));
+    const restoreAgent = await progress.step(`restore box: scripts and the ${opts.agent === "real" ? "real" : "stand-in"} agent`, () =>
+      prepareRestoreBox(restoreBox, control, accounts[0] as TenantAccount, opts.agent, wheelhouse));
     for (const [i, account] of accounts.entries()) {
       const s = secrets[i] as TenantSecrets;
-      const host = hosts[i] as Box;
-      const { report, checks } = await progress.step(`${account.tenant}: restore drill (agent-drill) and stand-in agent`, async () =>
-        drillTenant(restoreBox, control, account, s, knownHosts, await readCanaries(host)),
+      const agent = agents.get(account.tenant) as TenantAgent;
+      const { report, checks } = await progress.step(`${account.tenant}: restore drill (agent-drill) and the agent on the restored home`, () =>
+        drillTenant(restoreBox, control, account, s, knownHosts, agent),
       );
-      tenantReports.push(withChecks(report, tenantChecks.get(account.tenant) ?? [], checks));
+      tenantReports.push(withChecks(report, tenantChecks.get(account.tenant) ?? [], checks, restoreAgent));
     }
 
     if (opts.scenario === "compromised-host") {
@@ -190,8 +213,9 @@ async function main(): Promise<number> {
       const [host] = hosts;
       const [s] = secrets;
       if (!account || !host || !s) throw new Error("compromised-host needs a tenant");
-      const checks = await progress.step(`${account.tenant}: compromised host (delete, prune, change-passphrase) and recovery`, async () =>
-        compromisedHost({ storage, host, restoreBox, control, account, secrets: s, knownHosts, snapshot, progress, canaries: await readCanaries(host) }),
+      const agent = agents.get(account.tenant) as TenantAgent;
+      const checks = await progress.step(`${account.tenant}: compromised host (delete, prune, change-passphrase) and recovery`, () =>
+        compromisedHost({ storage, host, restoreBox, control, account, secrets: s, knownHosts, snapshot, progress, agent }),
       );
       const i = tenantReports.findIndex((r) => r.tenant === account.tenant);
       const r = tenantReports[i];

@@ -1,6 +1,7 @@
-// The agent host of one tenant: a sample agent home with a live writer, then the backup installed
-// over SSH exactly as the prod stack's host component does it (components/host-backup.ts runs
-// installCommand(plan) with hostInstallStdin(...) on stdin), then two runs through systemd.
+// The agent host of one tenant: a home written by the real agent, which keeps taking turns (or, with
+// --agent standin, a sample home with a live writer), then the backup installed over SSH exactly
+// as the prod stack's host component does it (components/host-backup.ts runs installCommand(plan)
+// with hostInstallStdin(...) on stdin), then two runs through systemd.
 import * as path from "path";
 import type { DrillCheck } from "../../components/drill-report";
 import { installCommand } from "../../components/host-backup";
@@ -8,6 +9,7 @@ import { hostInstallPlan, hostInstallStdin, type HostInstallInput } from "../../
 import type { Box } from "./box";
 import type { Control } from "./control";
 import type { TenantSecrets } from "./keys";
+import { installAgent, startFakeServer, writeAgentHome, type AgentUserHome } from "./real-agent-box";
 import type { TenantAccount } from "./storage";
 
 export const repoRoot = path.resolve(__dirname, "..", "..");
@@ -15,6 +17,12 @@ export const repoRoot = path.resolve(__dirname, "..", "..");
 export const boxToolsDir = "/usr/local/lib/agent-backups-drill";
 export const agentUser = "hermes";
 export const agentHome = `/home/${agentUser}/.hermes`;
+/** The agent's user, HOME and HERMES_HOME on the agent host. */
+export const hostAgent: AgentUserHome = { user: agentUser, home: `/home/${agentUser}`, hermesHome: agentHome };
+
+/** Which agent the drill runs: the real one (the default), or the stand-in of a machine without it. */
+export const agentKinds = ["real", "standin"] as const;
+export type AgentKind = (typeof agentKinds)[number];
 // Not the unit's default textfile directory: the drill proves agent-install opens a custom one to
 // the sandboxed service (a drop-in), as an operator's metricsDir needs.
 export const metricsDir = "/srv/metrics/agent-backup";
@@ -27,6 +35,17 @@ export interface BackupRun {
 export interface AgentHostResult {
   checks: DrillCheck[];
   backups: BackupRun[];
+}
+
+/**
+ * The real agent installed from the wheelhouse; it writes its home with its own commands as its
+ * own user and keeps taking turns. Returns the API key canaries it was given, one per line.
+ */
+export async function makeRealAgentHome(box: Box, wheelhouse: string): Promise<string> {
+  await box.exec(["useradd", "--create-home", "--shell", "/bin/bash", agentUser]);
+  await installAgent(box, wheelhouse);
+  await startFakeServer(box);
+  return writeAgentHome(box, hostAgent);
 }
 
 /** The sample home (make-agent-home) owned by the agent user, and agent-writer running as a unit. */

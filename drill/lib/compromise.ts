@@ -13,7 +13,7 @@ import type { Box } from "./box";
 import type { Control } from "./control";
 import type { TenantSecrets } from "./keys";
 import type { Progress } from "./progress";
-import { drillTenant, restoreRoot } from "./restore";
+import { drillTenant, restoreRoot, type TenantAgent } from "./restore";
 import type { TenantAccount } from "./storage";
 
 export interface CompromiseArgs {
@@ -27,8 +27,8 @@ export interface CompromiseArgs {
   /** The storage-layer snapshot taken before the attack. */
   snapshot: string;
   progress: Progress;
-  /** The tenant's canaries, for the second restore drill. */
-  canaries: string;
+  /** The tenant's agent and canaries, for the second restore drill. */
+  agent: TenantAgent;
 }
 
 /** Where the admin side (the storage box's root, standing in for the main account) keeps things. */
@@ -107,7 +107,7 @@ export async function compromisedHost(a: CompromiseArgs): Promise<DrillCheck[]> 
   await a.restoreBox.exec(["rm", "-rf", "/var/lib/agent-backup/borg"]);
   await a.restoreBox.exec(["systemctl", "stop", `agent-standin@${t}.service`], { allowFailure: true });
   await a.restoreBox.exec(["rm", "-rf", `${restoreRoot}/${t}`]);
-  const again = await drillTenant(a.restoreBox, a.control, a.account, a.secrets, a.knownHosts, a.canaries);
+  const again = await drillTenant(a.restoreBox, a.control, a.account, a.secrets, a.knownHosts, a.agent);
   const ok = again.report.healthy && again.checks.every((c) => c.ok) && again.report.archive === latest;
   checks.push({
     name: "recovered:drill",

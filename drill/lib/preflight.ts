@@ -28,18 +28,22 @@ function onPath(tool: string, pathEnv: string): boolean {
   });
 }
 
+/** What the real agent needs on this machine: a Python with venv, to download its wheels once. */
+export const realAgentTools: readonly { tool: string; pkg: string }[] = [{ tool: "python3", pkg: "python3-venv" }];
+
 /** Problems that stop the drill before it starts, as lines of advice; empty when all is well. */
-export function preflightProblems(env: NodeJS.ProcessEnv = process.env, uid: number = process.getuid?.() ?? -1): string[] {
+export function preflightProblems(env: NodeJS.ProcessEnv = process.env, uid: number = process.getuid?.() ?? -1, agent: "real" | "standin" = "real"): string[] {
   const problems: string[] = [];
   if (uid !== 0) {
     problems.push("must run as root (it creates network namespaces and systemd-nspawn boxes): sudo npm run drill:local");
   }
   const pathEnv = env.PATH ?? "";
-  const missing = requiredTools.filter(({ tool }) => !onPath(tool, pathEnv));
+  const missing = [...requiredTools, ...(agent === "real" ? realAgentTools : [])].filter(({ tool }) => !onPath(tool, pathEnv));
   for (const { tool, pkg } of missing) problems.push(`missing ${tool}: apt-get install -y ${pkg}`);
   if (missing.length > 0) {
     const pkgs = [...new Set(missing.map((m) => m.pkg))].join(" ");
     problems.push(`(or install everything the drill needs with: bash .ci/setup; just the missing ones: apt-get install -y ${pkgs})`);
+    if (missing.some((m) => realAgentTools.includes(m))) problems.push("(or run the stand-in agent instead of the real one: --agent standin)");
   }
   return problems;
 }

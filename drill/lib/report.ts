@@ -2,7 +2,7 @@
 // same fields as the cloud drill's, with the local drill's own checks added to each tenant's
 // list), plus the run's own checks (snapshot, teardown) and timings.
 import { z } from "zod";
-import { drillCheckSchema, drillReportSchema, type DrillCheck, type DrillReport } from "../../components/drill-report";
+import { drillCheckSchema, drillReportSchema, type DrillAgent, type DrillCheck, type DrillReport } from "../../components/drill-report";
 
 export const scenarios = ["standard", "compromised-host"] as const;
 export type Scenario = (typeof scenarios)[number];
@@ -31,17 +31,17 @@ export const localDrillReportSchema = z
 
 export type LocalDrillReport = z.infer<typeof localDrillReportSchema>;
 
-/** A tenant's agent-drill report with the local drill's checks before and after its own. */
-export function withChecks(report: DrillReport, before: DrillCheck[], after: DrillCheck[]): DrillReport {
+/** A tenant's agent-drill report with the local drill's checks before and after its own (and the agent it ran). */
+export function withChecks(report: DrillReport, before: DrillCheck[], after: DrillCheck[], agent?: DrillAgent): DrillReport {
   const checks = [...before, ...report.checks, ...after];
-  return drillReportSchema.parse({ ...report, checks, healthy: checks.every((c) => c.ok) });
+  return drillReportSchema.parse({ ...report, checks, healthy: checks.every((c) => c.ok), ...(agent ? { agent } : {}) });
 }
 
 /** The closing summary for people (stderr); the JSON goes to stdout. */
 export function summaryLines(r: LocalDrillReport): string[] {
   const lines = [`drill ${r.runId} (${r.scenario}): ${r.healthy ? "HEALTHY" : "NOT HEALTHY"} in ${r.wallSeconds.toFixed(1)}s`];
   for (const t of r.tenants) {
-    lines.push(`  ${t.tenant}: archive ${t.archive} (${t.archiveAgeSeconds}s old, ${t.bytes} bytes), backup ${t.backupSeconds.toFixed(1)}s, restore ${t.restoreSeconds.toFixed(1)}s: ${t.healthy ? "healthy" : "NOT healthy"}`);
+    lines.push(`  ${t.tenant}: ${t.agent ? `agent ${t.agent.name} ${t.agent.version}, ` : ""}archive ${t.archive} (${t.archiveAgeSeconds}s old, ${t.bytes} bytes), backup ${t.backupSeconds.toFixed(1)}s, restore ${t.restoreSeconds.toFixed(1)}s: ${t.healthy ? "healthy" : "NOT healthy"}`);
     for (const c of t.checks) lines.push(`    ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}`);
   }
   for (const c of r.checks) lines.push(`  ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}`);

@@ -1,28 +1,54 @@
 // The restore side: a fresh box gets the host scripts (the same files the install plan copies),
-// the tenant's drill key, and runs agent-drill with the command built by drillCommand, the same
-// function the cloud drill stack uses. Then a stand-in agent starts from the restored home.
+// the real agent (installed from the wheelhouse, no network), the tenant's drill key, and runs
+// agent-drill with the command built by drillCommand and the agent check both drills share
+// (agentHealthCheck): the agent's own checks decide whether the restored home is healthy. Then the
+// agent takes one more turn on it. With --agent standin, a stand-in agent does instead.
 import * as path from "path";
-import { drillCommand } from "../../components/drill-command";
-import { parseDrillReport, type DrillCheck, type DrillReport } from "../../components/drill-report";
+import { agentHealthCheck, drillCommand } from "../../components/drill-command";
+import { parseDrillReport, type DrillAgent, type DrillCheck, type DrillReport } from "../../components/drill-report";
 import { hostInstallPlan, remoteSourceDir } from "../../components/host-install-plan";
-import { boxToolsDir, installInput } from "./agent-host";
+import { agentUser, boxToolsDir, installInput, type AgentKind } from "./agent-host";
 import type { Box } from "./box";
 import type { Control } from "./control";
 import { waitFor } from "./exec";
 import type { TenantSecrets } from "./keys";
+import { agentPackage } from "./real-agent";
+import { installAgent, restoredTurnCheck, startFakeServer, type AgentUserHome } from "./real-agent-box";
 import type { TenantAccount } from "./storage";
 
 export const restoreRoot = "/srv/agents";
 const standinPath = `${boxToolsDir}/agent-standin`;
 
-/** Scripts and the stand-in agent unit on the restore box (once per box). */
-export async function prepareRestoreBox(box: Box, control: Control, someAccount: TenantAccount): Promise<void> {
+/** The agent a tenant's drill starts from the restored home, and the canaries planted on its host. */
+export interface TenantAgent {
+  kind: AgentKind;
+  /** Secret values planted in the host's home, one per line: none may be restored. */
+  canaries: string;
+}
+
+/** Who runs the real agent on the restore box, on a tenant's restored home. */
+function restoredAgent(tenant: string): AgentUserHome {
+  return { user: agentUser, home: `/home/${agentUser}`, hermesHome: `${restoreRoot}/${tenant}/.hermes` };
+}
+
+/**
+ * Scripts, and the agent, on the restore box (once per box): the real agent installed from the
+ * wheelhouse with its user and the fake model server, or the stand-in agent's unit.
+ */
+export async function prepareRestoreBox(box: Box, control: Control, someAccount: TenantAccount, kind: AgentKind, wheelhouse?: string): Promise<DrillAgent> {
   const plan = hostInstallPlan(installInput(someAccount));
   await control.ssh(box, `install -d -m 0700 ${plan.remoteSourceDir}`);
   await control.copyFiles(box, [
     ...plan.files,
     { localPath: path.join(__dirname, "agent-standin"), remotePath: standinPath, mode: "0755" },
   ]);
+  if (kind === "real") {
+    if (wheelhouse === undefined) throw new Error("the real agent needs the wheelhouse");
+    await box.exec(["useradd", "--create-home", "--shell", "/bin/bash", agentUser]);
+    const version = await installAgent(box, wheelhouse);
+    await startFakeServer(box);
+    return { name: agentPackage, version };
+  }
   await box.writeFile(
     "/etc/systemd/system/agent-standin@.service",
     "[Unit]\nDescription=Stand-in agent serving the restored home of %i\n\n" +
@@ -30,26 +56,30 @@ export async function prepareRestoreBox(box: Box, control: Control, someAccount:
     "0644",
   );
   await box.exec(["systemctl", "daemon-reload"]);
+  return { name: "agent-standin", version: "fixture" };
 }
 
 export interface TenantRestore {
   report: DrillReport;
-  /** Checks of the local drill beyond agent-drill's: the stand-in agent service. */
+  /** Checks of the local drill beyond agent-drill's: a turn of the real agent (or the stand-in service), canaries. */
   checks: DrillCheck[];
 }
 
 /**
- * agent-drill for one tenant with its drill key; the report comes back through its schema. With
- * the canaries planted in the host's home, also proves none of them reached the restored home.
+ * agent-drill for one tenant with its drill key; the report comes back through its schema. Then
+ * the agent on the restored home, and proof that none of the host's canaries reached it.
  */
 export async function drillTenant(
-  box: Box, control: Control, account: TenantAccount, secrets: TenantSecrets, knownHosts: string, canaries?: string,
+  box: Box, control: Control, account: TenantAccount, secrets: TenantSecrets, knownHosts: string, agent: TenantAgent,
 ): Promise<TenantRestore> {
   const dir = `/etc/agent-drill/${account.tenant}`;
   await box.writeFile(`${dir}/ssh_key`, secrets.keys.drill.privateKey, "0600");
   await box.writeFile(`${dir}/passphrase`, secrets.passphrase, "0600");
   await box.writeFile(`${dir}/known_hosts`, knownHosts, "0644");
-  await box.exec(["install", "-d", "-m", "0755", `${restoreRoot}/${account.tenant}`]);
+  // The folder belongs to the agent's user, so the restored home does (agent-restore's default
+  // owner) and the agent check runs the agent as that user, never as root.
+  const owner = agent.kind === "real" ? ["-o", agentUser, "-g", agentUser] : [];
+  await box.exec(["install", "-d", "-m", "0755", ...owner, `${restoreRoot}/${account.tenant}`]);
   const target = `${restoreRoot}/${account.tenant}/.hermes`;
   const reportFile = `/var/lib/agent-drill/${account.tenant}-report.json`;
   const command = drillCommand({
@@ -61,7 +91,7 @@ export async function drillTenant(
     remoteBorg: "borg",
     tenant: account.tenant,
     target,
-    agentCheck: `${standinPath} --check --home ${target}`,
+    agentCheck: agent.kind === "real" ? agentHealthCheck : `${standinPath} --check --home ${target}`,
     reportFile,
   });
   const r = await control.ssh(box, command, { allowFailure: true, timeoutMs: 900_000 });
@@ -71,8 +101,12 @@ export async function drillTenant(
   } catch (err) {
     throw new Error(`agent-drill for ${account.tenant} (exit ${r.code}) gave no valid report: ${(err as Error).message}\n${r.stderr.trim().split("\n").slice(-10).join("\n")}`);
   }
-  const checks = [await startStandin(box, account.tenant)];
-  if (canaries !== undefined) checks.push(await canaryCheck(box, account.tenant, target, canaries));
+  const restored = report.checks.some((c) => c.name === "restore" && c.ok);
+  const checks: DrillCheck[] = [];
+  if (agent.kind === "standin") checks.push(await startStandin(box, account.tenant));
+  else if (restored) checks.push(await restoredTurnCheck(box, restoredAgent(account.tenant)));
+  else checks.push({ name: "agent:turn", ok: false, detail: "no restored home to take a turn on" });
+  checks.push(await canaryCheck(box, account.tenant, target, agent.canaries));
   return { report, checks };
 }
 

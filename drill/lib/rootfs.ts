@@ -18,9 +18,14 @@ export interface RootfsRecipe {
   adjustments: number;
 }
 
-/** What every box needs: systemd as PID 1, borg, sqlite3, jq and ssh (client and server). */
+/**
+ * What every box needs: systemd as PID 1, borg, sqlite3, jq, yq and ssh (client and server) for
+ * the host scripts (agent-install refuses a host without its tools, and boxes have no network to
+ * fetch them); python3 and its venv for the real agent (installed from the cached wheelhouse).
+ */
 export const rootfsPackages = [
-  "systemd", "systemd-sysv", "dbus", "iproute2", "borgbackup", "sqlite3", "jq", "openssh-client", "openssh-server",
+  "systemd", "systemd-sysv", "dbus", "iproute2", "borgbackup", "sqlite3", "jq", "yq", "openssh-client", "openssh-server",
+  "python3", "python3-venv",
 ] as const;
 
 /** The Debian mirror this machine's apt uses (deb822 .sources or sources.list), for `suite`. */

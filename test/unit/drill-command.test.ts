@@ -1,5 +1,8 @@
+import * as fs from "fs";
+import * as path from "path";
 import { describe, expect, it } from "vitest";
-import { defaultDrillProgram, drillCommand, type DrillCommandArgs } from "../../components/drill-command";
+import { agentHealthCheck, defaultDrillProgram, drillCommand, type DrillCommandArgs } from "../../components/drill-command";
+import { hostInstallPlan } from "../../components/host-install-plan";
 
 const args: DrillCommandArgs = {
   repoUrl: "ssh://u1-sub1@u1-sub1.your-storagebox.de:23/./borg",
@@ -46,5 +49,17 @@ describe("drillCommand", () => {
       { reportFile: "report.json" },
     ];
     for (const b of bad) expect(() => drillCommand({ ...args, ...b }), JSON.stringify(b)).toThrow(/refusing invalid/);
+  });
+
+  it("has one agent check for every drill: the agent's own checks, as the host install plan copies them", () => {
+    // What the local drill passes, and what the cloud drill stack passes: plain words agent-verify runs.
+    const cmd = drillCommand({ ...args, agentCheck: agentHealthCheck });
+    expect(cmd).toContain(` --agent-check '${agentHealthCheck}' --report `);
+    const plan = hostInstallPlan({ tenant: "acme", agentHome: "/home/hermes/.hermes", repoUrl: args.repoUrl, remoteBorg: "borg-1.4", schedule: "*-*-* 03:17:00" });
+    const copied = plan.files.find((f) => f.remotePath === agentHealthCheck);
+    expect(copied, `${agentHealthCheck} is not among the files copied to hosts and drill boxes`).toBeDefined();
+    expect(copied?.mode).toBe("0755");
+    expect(path.basename(copied?.localPath ?? "")).toBe("agent-check-hermes");
+    expect(fs.readFileSync(copied?.localPath ?? "", "utf8")).toMatch(/^#!\/usr\/bin\/env bash\n/);
   });
 });

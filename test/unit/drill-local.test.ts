@@ -3,7 +3,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { preflightProblems, requiredTools } from "../../drill/lib/preflight";
+import { preflightProblems, realAgentTools, requiredTools } from "../../drill/lib/preflight";
 import { debianMirror, defaultRecipe, recipeHash, rootfsPackages } from "../../drill/lib/rootfs";
 
 let dir: string;
@@ -37,7 +37,13 @@ describe("debianMirror", () => {
 
 describe("rootfs recipe", () => {
   it("includes every tool the boxes need and keys the cache by its whole content", () => {
-    for (const p of ["systemd", "borgbackup", "sqlite3", "jq", "openssh-server", "iproute2"]) expect(rootfsPackages).toContain(p);
+    for (const p of ["systemd", "borgbackup", "sqlite3", "jq", "openssh-server", "iproute2", "python3-venv"]) expect(rootfsPackages).toContain(p);
+    // Boxes have no route to a mirror: every package agent-install would fetch must be in the rootfs.
+    const tools = /^readonly TOOLS=\(([^)]*)\)/m.exec(fs.readFileSync(path.join(__dirname, "..", "..", "scripts", "agent-install"), "utf8"))?.[1];
+    const essential = ["util-linux", "tar", "coreutils"];
+    const needed = (tools ?? "").split(/\s+/).filter(Boolean).map((t) => t.split(":")[1] ?? "").filter((p) => !essential.includes(p));
+    expect(needed.length).toBeGreaterThan(3);
+    for (const p of needed) expect(rootfsPackages, `agent-install needs ${p}`).toContain(p);
     const r = { ...defaultRecipe(), mirror: "http://m.example/debian" };
     expect(recipeHash(r)).toMatch(/^[0-9a-f]{16}$/);
     expect(recipeHash({ ...r })).toBe(recipeHash(r));
@@ -58,8 +64,18 @@ describe("preflight", () => {
     return bin;
   }
 
+  const allTools = () => [...requiredTools, ...realAgentTools].map((t) => t.tool);
+
   it("passes as root with every tool", () => {
-    expect(preflightProblems({ PATH: binWith(requiredTools.map((t) => t.tool)) }, 0)).toEqual([]);
+    expect(preflightProblems({ PATH: binWith(allTools()) }, 0)).toEqual([]);
+  });
+
+  it("needs python3 (with venv) for the real agent, and not for the stand-in", () => {
+    const path_ = binWith(requiredTools.map((t) => t.tool));
+    const problems = preflightProblems({ PATH: path_ }, 0, "real").join("\n");
+    expect(problems).toContain("missing python3: apt-get install -y python3-venv");
+    expect(problems).toContain("--agent standin");
+    expect(preflightProblems({ PATH: path_ }, 0, "standin")).toEqual([]);
   });
 
   it("names each missing tool with the package to install", () => {
@@ -71,7 +87,7 @@ describe("preflight", () => {
   });
 
   it("asks for root", () => {
-    const problems = preflightProblems({ PATH: binWith(requiredTools.map((t) => t.tool)) }, 1000);
+    const problems = preflightProblems({ PATH: binWith(allTools()) }, 1000);
     expect(problems).toEqual([expect.stringMatching(/must run as root.*sudo npm run drill:local/)]);
   });
 });

@@ -21,8 +21,17 @@ describe("drill report schema", () => {
   it("accepts a healthy report and lists the fields both drills share", () => {
     expect(parseDrillReport(JSON.stringify(good))).toEqual(good);
     expect(drillReportFields).toEqual([
-      "tenant", "archive", "archiveAgeSeconds", "bytes", "backupSeconds", "restoreSeconds", "checks", "healthy", "startedAt", "finishedAt",
+      "tenant", "archive", "archiveAgeSeconds", "bytes", "backupSeconds", "restoreSeconds", "checks", "healthy", "agent", "startedAt", "finishedAt",
     ]);
+  });
+
+  it("names the agent and its version when a drill gives them, and refuses odd ones", () => {
+    const withAgent = { ...good, agent: { name: "hermes-agent", version: "0.19.0" } };
+    expect(parseDrillReport(JSON.stringify(withAgent))).toEqual(withAgent);
+    expect(() => parseDrillReport(JSON.stringify({ ...good, agent: { name: "hermes-agent" } }))).toThrow(/version/);
+    expect(() => parseDrillReport(JSON.stringify({ ...good, agent: { name: "Hermes Agent", version: "1" } }))).toThrow(/name/);
+    expect(() => parseDrillReport(JSON.stringify({ ...good, agent: { name: "hermes-agent", version: "1; rm" } }))).toThrow(/version/);
+    expect(() => parseDrillReport(JSON.stringify({ ...good, agent: { name: "hermes-agent", version: "1", extra: 1 } }))).toThrow(/extra/);
   });
 
   it("refuses healthy=true with a failed check, and healthy=false with none", () => {
