@@ -75,6 +75,7 @@ export function keyExportCommand(user: string): string {
     "set -eu",
     "umask 077",
     'out=$(mktemp)',
+    "# shellcheck disable=SC2024 # the redirect is meant to run as the SSH user: out is its own file",
     `if ! ${asRoot(user, `${agentBackupPath} --config ${hostConfigPath} --key-export`)} >"$out"; then rm -f "$out"; echo "agent-backup --key-export failed" >&2; exit 1; fi`,
     `if ! head -n 1 "$out" | grep -Eq '^BORG_KEY [0-9a-f]+$'; then rm -f "$out"; echo "agent-backup --key-export printed no borg key export" >&2; exit 1; fi`,
     'key_export=$(cat "$out")',

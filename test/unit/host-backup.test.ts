@@ -95,6 +95,12 @@ describe("HostBackup component (non-root SSH user)", () => {
     expect(install.opts.dependsOn).toHaveLength(1);
   });
 
+  test("the unpack-and-install command is shellcheck clean (the SSH user's shell may be sh)", () => {
+    const r = spawnSync("shellcheck", ["-s", "sh", "-"], { input: run.one("command:remote:Command", "host-acme-install").inputs.create as string, encoding: "utf8" });
+    if (r.error) throw r.error;
+    expect(r.stdout + r.stderr).toBe("");
+  });
+
   test("the upload lands in a directory the SSH user owns", () => {
     const prep = run.one("command:remote:Command", "host-acme-upload-dir");
     expect(prep.inputs.create).toBe(`sudo -n install -d -m 0700 -o ubuntu ${remoteUploadDir}`);
@@ -183,6 +189,16 @@ describe("keyExportCommand, run for real by bash and dash with stand-ins for sud
       fs.rmSync(dir, { recursive: true, force: true });
     }
   }
+
+  test("is shellcheck clean for sh and bash, as root and through sudo", () => {
+    for (const user of ["ubuntu", "root"]) {
+      for (const shell of ["sh", "bash"]) {
+        const r = spawnSync("shellcheck", ["-s", shell, "-"], { input: keyExportCommand(user), encoding: "utf8" });
+        if (r.error) throw r.error;
+        expect(r.stdout + r.stderr, `${user} ${shell}`).toBe("");
+      }
+    }
+  });
 
   test.each(["bash", "dash"] as const)("%s: prints the export and nothing else when it worked, leaving no file", (shell) => {
     for (const user of ["ubuntu", "root"]) {
