@@ -126,7 +126,7 @@ export class HostBackup extends pulumi.ComponentResource {
 
     const stdin = pulumi
       .all([args.pushPrivateKey, args.passphrase, args.knownHosts])
-      .apply(([sshPrivateKey, passphrase, knownHosts]) => pulumi.secret(hostInstallStdin({ sshPrivateKey, passphrase, knownHosts })));
+      .apply(([sshPrivateKey, passphrase, knownHosts]) => pulumi.secret(hostInstallStdin({ sshPrivateKey, passphrase, knownHosts }, args.install.extraRules)));
     // agent-install logs progress on stderr, shown during `pulumi up`; stdout stays out of the
     // logs, and nothing it printed is kept in plain text in the state.
     const install = remote(

@@ -4,7 +4,7 @@
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { matchesPattern } from "../config/patterns";
+import { extraRuleClasses, matchesPattern, type ExtraRules } from "../config/patterns";
 
 export interface HostInstallInput {
   /** Tenant name; also the archive prefix on the host. */
@@ -21,6 +21,26 @@ export interface HostInstallInput {
   healthcheckUrl?: string;
   /** Optional Prometheus textfile-collector directory. */
   metricsDir?: string;
+  /** The tenant's own backup-set rules per class (globs relative to each home root). */
+  extraRules?: ExtraRules;
+}
+
+/**
+ * The tenant's extra rules in the syntax of scripts/backup-set.rules, read on the host before it:
+ * secrets first, so that a path an operator lists twice is never archived. Each glob is refused
+ * unless it matches the rules_glob pattern and names no `.` or `..` component.
+ */
+export function renderExtraRules(rules: ExtraRules | undefined): string {
+  const lines: string[] = [];
+  for (const cls of extraRuleClasses) {
+    for (const glob of rules?.[cls] ?? []) {
+      if (!matchesPattern("rules_glob", glob) || glob.split("/").some((c) => c === "." || c === "..")) {
+        throw new Error(`host install: refusing extra ${cls} rule ${JSON.stringify(glob)}`);
+      }
+      lines.push(`${cls} home ${glob}`);
+    }
+  }
+  return lines.length === 0 ? "" : `# The tenant's own rules (agent-backups:tenants[].extraRules)\n${lines.join("\n")}\n`;
 }
 
 export interface HostInstallSecrets {
@@ -281,6 +301,8 @@ export function hostInstallPlan(input: HostInstallInput, sourceDir: string = scr
   for (const [flag, value] of args) if (value !== undefined) words.push(flag, quoteValidated(value));
   const command = words.join(" ");
   hash.update(`command\0${command}`);
+  // The rules travel on stdin; a change of them must re-run the install too.
+  hash.update(`rules\0${renderExtraRules(input.extraRules)}`);
 
   return { files, remoteSourceDir, command, contentHash: hash.digest("hex") };
 }
@@ -289,7 +311,7 @@ export function hostInstallPlan(input: HostInstallInput, sourceDir: string = scr
  * The stdin of the install command: KEY=VALUE lines with base64 values, so that no secret is ever
  * on a command line and agent-install can parse (never source) it.
  */
-export function hostInstallStdin(secrets: HostInstallSecrets): string {
+export function hostInstallStdin(secrets: HostInstallSecrets, extraRules?: ExtraRules): string {
   const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
   if (!secrets.sshPrivateKey.includes("PRIVATE KEY")) throw new Error("host install: sshPrivateKey is not a private key");
   if (secrets.passphrase.length === 0) throw new Error("host install: empty passphrase");
@@ -298,5 +320,6 @@ export function hostInstallStdin(secrets: HostInstallSecrets): string {
     `SSH_KEY_B64=${b64(secrets.sshPrivateKey)}`,
     `PASSPHRASE_B64=${b64(secrets.passphrase)}`,
     `KNOWN_HOSTS_B64=${b64(secrets.knownHosts)}`,
+    ...(renderExtraRules(extraRules) === "" ? [] : [`EXTRA_RULES_B64=${b64(renderExtraRules(extraRules))}`]),
   ].join("\n") + "\n";
 }

@@ -16,7 +16,13 @@ export type PatternName =
   | "ssh_pubkey"
   | "url"
   | "uint"
-  | "on_calendar";
+  | "on_calendar"
+  | "rules_glob";
+
+/** Classes an operator can give a path of one tenant's home (scripts/backup-set.rules), in the order they are read. */
+export const extraRuleClasses = ["dangerous", "runtime", "dead", "precious"] as const;
+/** A tenant's own backup-set rules: globs relative to each home root, per class. */
+export type ExtraRules = Partial<Record<(typeof extraRuleClasses)[number], string[]>>;
 
 export const valuePatternsFile = path.join(__dirname, "..", "scripts", "lib", "value-patterns");
 

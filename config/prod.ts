@@ -3,6 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { awsRegionPattern, ConfigError, configNamespace, fieldPath, formatIssues, onCalendarSchema, patterned, portSchema } from "./common";
+import { extraRuleClasses } from "./patterns";
 
 /** Host keys of `*.your-storagebox.de` on port 23 (docs.hetzner.com, storage box general, SSH host keys). */
 export const storageBoxHostKeys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIICf9svRenC/PLKIL9nk6K/pxQgoiFC41wTNvoIncOxs"];
@@ -77,6 +78,10 @@ const retentionSchema = z.strictObject({
   monthly: z.number().int().min(0).max(240).default(6),
 });
 
+const rulesGlob = patterned("rules_glob", "backup-set glob").refine((g) => !g.split("/").some((c) => c === "." || c === ".."), {
+  message: "a glob names no . or .. component",
+});
+
 const tenantSchema = z.strictObject({
   name: patterned("tenant", "tenant name"),
   host: hostSchema,
@@ -84,6 +89,14 @@ const tenantSchema = z.strictObject({
   schedule: onCalendarSchema.default("hourly"),
   retention: retentionSchema.default({ daily: 7, weekly: 4, monthly: 6 }),
   healthcheckUrl: patterned("url", "healthcheck URL").optional(),
+  /**
+   * The tenant's own backup-set rules: globs (relative to the home and each profile) per class,
+   * read on the host before scripts/backup-set.rules. How an operator classifies a path that
+   * agent-backup reports as unclassified (docs/BACKUP-SET.md).
+   */
+  extraRules: z
+    .strictObject(Object.fromEntries(extraRuleClasses.map((c) => [c, z.array(rulesGlob).max(200).optional()])) as Record<(typeof extraRuleClasses)[number], z.ZodOptional<z.ZodArray<typeof rulesGlob>>>)
+    .optional(),
 });
 
 export const tenantsSchema = z

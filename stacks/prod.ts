@@ -101,6 +101,7 @@ export function prodResources(config: ProdConfig, options: ProdStackOptions = {}
         schedule: t.schedule,
         ...(t.healthcheckUrl === undefined ? {} : { healthcheckUrl: t.healthcheckUrl }),
         ...(t.host.metricsDir === undefined ? {} : { metricsDir: t.host.metricsDir }),
+        ...(t.extraRules === undefined ? {} : { extraRules: t.extraRules }),
       },
       repoUrl: repo.repoUrl,
       pushPrivateKey: repo.privateKeys.push,

@@ -1,6 +1,8 @@
 # classify.awk: the backup set (scripts/backup-set.rules) applied to a list of paths.
 #
-#   awk -f classify.awk -v rules="EXTRA_RULES_FILE MAIN_RULES_FILE" -v stores=STORES_FILE
+#   awk -f classify.awk -v rules="EXTRA_RULES_FILE MAIN_RULES_FILE" -v stores=STORES_FILE -v globre=REGEX
+# (globre: the rules_glob pattern of scripts/lib/value-patterns, the same rule the prod config's
+# extra rules are validated with; callers pass it through AB_CLASSIFY of scripts/lib/common.sh)
 #
 # Input, one record per line: TYPE<TAB>SIZE<TAB>PATH, as `find . -printf '%y\t%s\t%P\n'` prints it
 # (PATH relative to the home, no control characters: the callers take those paths out first), in
@@ -68,7 +70,7 @@ function load_rules(file,    line, f, n, lineno) {
     if (f[1] !~ /^(precious|precious:yaml|precious:json|dead|runtime|dangerous|dangerous:allowlist)$/)
       die(file ":" lineno ": unknown class " f[1])
     if (f[2] != "home" && f[2] != "any") die(file ":" lineno ": WHERE must be home or any")
-    if (f[3] !~ /^[A-Za-z0-9._*?~+-]+(\/[A-Za-z0-9._*?~+-]+)*$/ || f[3] ~ /(^|\/)\.\.?(\/|$)/)
+    if (f[3] !~ globre || f[3] ~ /(^|\/)\.\.?(\/|$)/)
       die(file ":" lineno ": refusing glob " f[3])
     if (f[1] ~ /^precious/ && f[2] == "any") die(file ":" lineno ": a precious rule must be WHERE home")
     add_rule(f[1], f[2], f[3])
@@ -90,6 +92,7 @@ function load_stores(file,    line, lineno) {
 
 BEGIN {
   FS = "\t"; OFS = "\t"
+  if (globre == "") die("no globre given (the rules_glob pattern)")
   n_groups = 0; group_alt = ""; container_alt = "profiles|profiles/[^/]+"; stores_alt = ""
   n = split(rules, files, / +/)
   for (i = 1; i <= n; i++) if (files[i] != "") load_rules(files[i])

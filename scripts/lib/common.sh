@@ -109,10 +109,14 @@ AB_SCRIPTS_DIR=$(dirname "$AB_LIB_DIR")
 AB_RULES_FILE=$AB_SCRIPTS_DIR/backup-set.rules
 AB_STORES_FILE=$AB_SCRIPTS_DIR/sqlite-stores
 
+# The classifier with the stores list and the glob rule; callers add -v rules="FILE..." (and each=1).
+# shellcheck disable=SC2034 # used by the scripts that source this file
+AB_CLASSIFY=(awk -f "$AB_LIB_DIR/classify.awk" -v "globre=${AB_PATTERN[rules_glob]}" -v "stores=$AB_STORES_FILE")
+
 # classify_records [EXTRA_RULES_FILE]: classify.awk over TYPE<TAB>SIZE<TAB>PATH records on stdin,
 # one output record per path (-v each=1).
 classify_records() {
-  LC_ALL=C awk -f "$AB_LIB_DIR/classify.awk" -v each=1 -v rules="${1:+$1 }$AB_RULES_FILE" -v stores="$AB_STORES_FILE"
+  LC_ALL=C "${AB_CLASSIFY[@]}" -v each=1 -v rules="${1:+$1 }$AB_RULES_FILE"
 }
 
 # What a restore brings back, as an awk condition on classified records: precious paths, their

@@ -26,10 +26,15 @@ describe("backup-set.rules", () => {
 
   test("the classifier refuses a malformed rules file instead of guessing", () => {
     const bad = path.join(tempDir(), "bad.rules");
-    for (const line of ["precious anywhere x", "secret home x", "precious any x", "dead home ../x", "dead home a b c"]) {
+    // A good line passes, so a refusal below is the line's fault.
+    fs.writeFileSync(bad, "precious home notes\n");
+    const ok = spawnSync("bash", ["-c", 'source "$1/lib/common.sh"; "${AB_CLASSIFY[@]}" -v rules="$2" </dev/null', "bash", scriptsDir, bad], { encoding: "utf8" });
+    expect(ok.status, ok.stderr).toBe(0);
+    for (const line of ["precious anywhere x", "secret home x", "precious any x", "dead home ../x", "dead home a b c", "dead home x;rm"]) {
       fs.writeFileSync(bad, `${line}\n`);
-      const r = spawnSync("awk", ["-f", path.join(scriptsDir, "lib", "classify.awk"), "-v", `rules=${bad}`], { input: "", encoding: "utf8" });
+      const r = spawnSync("bash", ["-c", 'source "$1/lib/common.sh"; "${AB_CLASSIFY[@]}" -v rules="$2" </dev/null', "bash", scriptsDir, bad], { encoding: "utf8" });
       expect(r.status, line).not.toBe(0);
+      expect(r.stderr, line).toMatch(/classify\.awk: .*bad\.rules:1:/);
     }
   });
 
