@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { startStorageBox, type StorageBox } from "../test/lib/storage-box";
-import { AGENT_BACKUP, oneNight, runTenants, type NightRun } from "./lib/backup-flow";
+import { oneNight, runTenants, type NightRun } from "./lib/backup-flow";
 import { generateHome, REPO_ROOT, type HomeInfo, type HomeScale } from "./lib/home";
 import { machineInfo } from "./lib/machine";
 import { progress, requireTools } from "./lib/measure";
@@ -118,7 +118,8 @@ async function main(): Promise<number> {
           sourceDescription: `the home's state.db (make-agent-home, --state-db-mb ${scale.stateDbMb}, FTS5 + trigram)`,
           trials: o.trials,
           writerRate: WRITER_RATE,
-          agentBackupScript: AGENT_BACKUP,
+          // The SQLite copy lives on the agent side of agent-backup.
+          agentBackupScript: path.join(REPO_ROOT, "scripts", "agent-side", "collect"),
         });
       } catch (e) {
         errors.push(`sqlite copy: ${(e as Error).message}`);
