@@ -37,6 +37,8 @@ export async function installAgent(box: Box, wheelhouse: string): Promise<string
 /** The fake model server as a unit of the box (its own dynamic user), listening on loopback. */
 export async function startFakeServer(box: Box): Promise<void> {
   const server = `${toolsDir}/fake-openai-server`;
+  // Reachable by the server's dynamic user and the agent's user (writeFile would make it 0700).
+  await box.exec(["install", "-d", "-m", "0755", toolsDir]);
   await box.writeFile(server, fs.readFileSync(fakeServerFile), "0755");
   await box.writeFile(
     "/etc/systemd/system/fake-openai.service",
