@@ -175,6 +175,17 @@ export function renderReadme(): string {
     "  cache, so every precious byte is read and chunked every night (deduplication still stores only new",
     "  chunks), and each run checks the newest and the new archive's objects (`borg check --archives-only`).",
     "  Results recorded before that (the staged, files-cached `borg create`) are the \"before\" of that cost.",
+    "- Classification (`npx tsx bench/classify.ts`, results in `bench/results/classify.json`): the default-deny",
+    "  classifier (scripts/lib/classify.awk) against the previous rules' find walk, on a home of 20,000 session",
+    "  files, side by side in one run, and the whole `agent-backup --classify` an operator runs.",
+    "- Tamper detection before maintenance writes (`npx tsx bench/maintain-detection.ts [--quick] [--runs N]`,",
+    "  results in `bench/results/maintain-detection.json`): a 1 GiB repository with 100 daily archives (10,000",
+    "  small files plus ~0.8 GiB of incompressible data, ~2 MiB new each day) built through the push key; then,",
+    "  with the maintenance key, what agent-maintain runs before it may write: the archive listing,",
+    "  `borg check --archives-only` (every referenced object exists, all metadata authenticates), the same with",
+    "  `--verify-data` (every object read and authenticated: the default `OBJECT_CHECK=data`, the only way to",
+    "  see an overwritten data chunk), the whole `--tamper-check` in both settings, the daily `--observe`, and",
+    "  one `borg extract --dry-run` for scale.",
     "",
   ];
   if (ours.length === 0) L.push("No results recorded yet.", "");
