@@ -165,11 +165,13 @@ describe("maintenance.yml", () => {
   const w = workflows["maintenance.yml"] as Workflow;
   const maintain = w.jobs.maintain as Job;
 
-  it("runs weekly and by hand", () => {
+  it("maintains weekly, observes on the other days, and runs by hand", () => {
     expect(Object.keys(w.on).sort()).toEqual(["schedule", "workflow_dispatch"]);
-    expect(w.on.schedule).toHaveLength(1);
+    expect(w.on.schedule).toHaveLength(2);
     expect(w.on.schedule[0].cron).toMatch(/^\d+ \d+ \* \* [0-6]$/);
-    expect(w.on.workflow_dispatch.inputs.mode.options).toEqual(["maintain", "tamper-check", "adopt"]);
+    expect(w.on.schedule[1].cron).toBe("43 2 * * 1-6");
+    expect((maintain as Job & { env: Record<string, string> }).env.MODE).toBe("${{ inputs.mode || (github.event.schedule == '43 2 * * 1-6' && 'observe') || 'maintain' }}");
+    expect(w.on.workflow_dispatch.inputs.mode.options).toEqual(["maintain", "tamper-check", "observe", "adopt"]);
   });
 
   it("runs scripts/agent-maintain --config FILE for each tenant, one at a time", () => {
