@@ -167,6 +167,10 @@ async function main(): Promise<number> {
     });
 
     const accounts: TenantAccount[] = await progress.step("storage box accounts and snapshot timer", () => setUpStorage(storage, secrets));
+    // The restore box gets its scripts and agent while the agent hosts work (installing the real
+    // agent takes a while); awaited in its own step below, where a failure is reported.
+    const restorePrepared = prepareRestoreBox(restoreBox, control, accounts[0] as TenantAccount, opts.agent, wheelhouse);
+    restorePrepared.catch(() => undefined);
     const knownHosts = storageKnownHosts(storage);
     const tenantChecks = new Map<string, DrillCheck[]>(names.map((t) => [t, []]));
     const add = (t: string, checks: DrillCheck[]) => tenantChecks.get(t)?.push(...checks);
@@ -197,8 +201,7 @@ async function main(): Promise<number> {
     const snapshot = await progress.step("storage-layer snapshot", () => takeSnapshot(storage));
     for (const account of accounts) add(account.tenant, await snapshotChecks(storage, snapshot, account));
 
-    const restoreAgent = await progress.step(`restore box: scripts and the ${opts.agent === "real" ? "real" : "stand-in"} agent`, () =>
-      prepareRestoreBox(restoreBox, control, accounts[0] as TenantAccount, opts.agent, wheelhouse));
+    const restoreAgent = await progress.step(`restore box: scripts and the ${opts.agent === "real" ? "real" : "stand-in"} agent (begun with the hosts)`, () => restorePrepared);
     for (const [i, account] of accounts.entries()) {
       const s = secrets[i] as TenantSecrets;
       const agent = agents.get(account.tenant) as TenantAgent;

@@ -43,7 +43,8 @@ export async function startFakeServer(box: Box): Promise<void> {
   await box.writeFile(
     "/etc/systemd/system/fake-openai.service",
     "[Unit]\nDescription=Fake OpenAI-compatible model server for the real agent (drill)\n\n" +
-      `[Service]\nDynamicUser=yes\nLogsDirectory=fake-openai\n` +
+      // A box powers off quickly: a test server needs no grace period.
+      `[Service]\nDynamicUser=yes\nLogsDirectory=fake-openai\nTimeoutStopSec=5\n` +
       `ExecStart=/usr/bin/python3 ${server} --host 127.0.0.1 --port ${fakeServerPort} --log /var/log/fake-openai/requests.log\n`,
     "0644",
   );
@@ -95,7 +96,7 @@ export async function writeAgentHome(box: Box, who: AgentUserHome): Promise<stri
   await box.writeFile(
     "/etc/systemd/system/hermes-turns.service",
     "[Unit]\nDescription=The real agent at work: one turn after another\n\n" +
-      `[Service]\nUser=${who.user}\nWorkingDirectory=${who.home}\nEnvironment=HOME=${who.home} HERMES_HOME=${who.hermesHome} PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8\n` +
+      `[Service]\nUser=${who.user}\nWorkingDirectory=${who.home}\nTimeoutStopSec=5\nEnvironment=HOME=${who.home} HERMES_HOME=${who.hermesHome} PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8\n` +
       `ExecStart=${turns} --duration 3600 --pause 1 --profile ${secondProfile}\n`,
     "0644",
   );

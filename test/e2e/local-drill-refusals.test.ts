@@ -6,7 +6,7 @@ import * as os from "os";
 import * as path from "path";
 import { afterAll, describe, expect, it } from "vitest";
 import { findLeftovers } from "../../drill/lib/leftovers";
-import { requiredTools } from "../../drill/lib/preflight";
+import { realAgentTools, requiredTools } from "../../drill/lib/preflight";
 import { localDrillReportSchema } from "../../drill/lib/report";
 import { repoRoot as root, runDrill, tsxCli } from "./run-drill";
 
@@ -49,7 +49,7 @@ describe("local drill preflight", () => {
     const bin = path.join(tmp, "bin");
     fs.mkdirSync(bin, { recursive: true });
     const which = (t: string) => (process.env.PATH ?? "").split(":").map((d) => path.join(d, t)).find((p) => fs.existsSync(p));
-    for (const { tool } of requiredTools) {
+    for (const { tool } of [...requiredTools, ...realAgentTools]) {
       const real = which(tool);
       if (tool !== "systemd-nspawn" && tool !== "debootstrap" && real && !fs.existsSync(path.join(bin, tool))) fs.symlinkSync(real, path.join(bin, tool));
     }
@@ -67,6 +67,25 @@ describe("local drill preflight", () => {
     expect(r.stderr).toContain("--tenants must be 1..8");
     expect(r.stderr).toContain("usage: npm run drill:local");
     expect(r.code).toBe(2);
+    const agent = await runWith([process.execPath, tsxCli, "drill/local.ts", "--agent", "claude"], process.env);
+    expect(agent.stderr).toContain("--agent must be one of real, standin");
+    expect(agent.code).toBe(2);
+  });
+
+  it("without python3 for the real agent: says how to get it or to use the stand-in, exits 2", async () => {
+    const bin = path.join(tmp, "bin-no-python");
+    fs.mkdirSync(bin, { recursive: true });
+    const which = (t: string) => (process.env.PATH ?? "").split(":").map((d) => path.join(d, t)).find((p) => fs.existsSync(p));
+    for (const { tool } of requiredTools) {
+      const real = which(tool);
+      if (real && !fs.existsSync(path.join(bin, tool))) fs.symlinkSync(real, path.join(bin, tool));
+    }
+    const before = netnsList();
+    const r = await runWith([process.execPath, tsxCli, "drill/local.ts"], { PATH: bin, HOME: process.env.HOME ?? "/root" });
+    expect(r.stderr).toContain("missing python3: apt-get install -y python3-venv");
+    expect(r.stderr).toContain("--agent standin");
+    expect(r.code).toBe(2);
+    expect(netnsList()).toEqual(before);
   });
 });
 

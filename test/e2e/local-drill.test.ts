@@ -1,9 +1,12 @@
-// The local drill, run once for real (as root, with the cached rootfs; the first run builds it):
-// two tenants on one storage box, each backed up from its own agent host and restored on a fresh
-// box. Asserts on the JSON report it prints, and that nothing named by the run is left behind.
+// The local drill, run once for real (as root, with the cached rootfs and wheelhouse; the first run
+// builds them): two tenants on one storage box, each home written by the real agent on its own
+// agent host, backed up while the agent works, restored on a fresh box and found healthy by the
+// agent's own checks. Asserts on the JSON report it prints, and that nothing of the run is left.
 import { beforeAll, describe, expect, it } from "vitest";
+import { agentHealthCheck } from "../../components/drill-command";
 import { drillReportFields } from "../../components/drill-report";
 import { findLeftovers } from "../../drill/lib/leftovers";
+import { agentPackage, agentVersion } from "../../drill/lib/real-agent";
 import { type LocalDrillReport } from "../../drill/lib/report";
 import { runDrillForReport } from "./run-drill";
 
@@ -39,13 +42,23 @@ describe("npm run drill:local -- --tenants 2", () => {
     const expected = [
       "install", "install:idempotent", "timer:scheduled", "backup:systemd", "backup:incremental", "backup:metrics",
       "isolation:own-repo", "isolation:other-path", "snapshot:taken", "snapshot:tenant-cannot-alter",
-      "archive", "restore", "verify", "agent:service", "secrets:none-restored",
+      "agent:writing", "archive", "restore", "verify", "verify:agent-check", "agent:turn", "secrets:none-restored",
     ];
     expect(report.tenants).toHaveLength(2);
     for (const t of report.tenants) {
       const names = t.checks.map((c) => c.name);
       for (const name of expected) expect(names, `${t.tenant} lacks ${name}`).toContain(name);
       expect(names.some((n) => n.startsWith("verify:store:"))).toBe(true);
+    }
+  });
+
+  it("ran the real agent, pinned, and its own checks decided that the restored home is healthy", () => {
+    expect(report.tenants).toHaveLength(2);
+    for (const t of report.tenants) {
+      expect(t.agent).toEqual({ name: agentPackage, version: agentVersion() });
+      expect(t.checks.find((c) => c.name === "verify:agent-check")?.detail).toBe(`${agentHealthCheck}: exit 0`);
+      // The agent kept taking turns while the two backups ran.
+      expect(t.checks.find((c) => c.name === "agent:writing")?.detail).toMatch(/^hermes-turns\.service active; sessions (\d+) -> (\d+)/);
     }
   });
 

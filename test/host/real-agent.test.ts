@@ -244,4 +244,41 @@ describe("the restored home, checked by the real agent", () => {
     });
     expect(leaks).toEqual([]);
   });
+
+  const checkHome = (home: string, args: string[] = []) =>
+    spawnSync(path.join(repoRoot, "scripts", "agent-check-hermes"), ["--hermes", restored.install.bin, ...args], {
+      env: { ...process.env, HERMES_HOME: home }, encoding: "utf8", timeout: 300_000,
+    });
+  /** A copy of the home exactly as archived (the extracted archive), owned by `owner`. */
+  const archivedCopy = (name: string, owner: "agent" | "root") => {
+    const copy = path.join(work, name);
+    expect(spawnSync("cp", ["-a", extracted, copy]).status).toBe(0);
+    if (owner === "agent") chownToAgent(copy);
+    else expect(spawnSync("chown", ["-R", "0:0", copy]).status).toBe(0);
+    return copy;
+  };
+
+  test("agent-check-hermes passes the home as archived, and fails it once a message is gone, naming the counts", () => {
+    const copy = archivedCopy("tampered", "agent");
+    const good = checkHome(copy);
+    expect(good.status, good.stdout + good.stderr).toBe(0);
+    const messages = storeRows("state.db", "messages")!;
+    const del = spawnSync("sqlite3", [path.join(copy, "state.db"), "DELETE FROM messages WHERE id = (SELECT max(id) FROM messages)"], { encoding: "utf8" });
+    expect(del.status, del.stderr).toBe(0);
+    const bad = checkHome(copy);
+    expect(bad.status, bad.stdout + bad.stderr).toBe(1);
+    expect(bad.stdout).toContain(`FAIL default:sessions-stats: ${messages - 1} messages, the archive's manifest counted ${messages}`);
+    expect(bad.stdout).toMatch(new RegExp(`^ok +profile:${secondProfile}:sessions-stats: `, "m"));
+  });
+
+  test("agent-check-hermes refuses to run the agent as root on a root-owned home, unless told to", () => {
+    const copy = archivedCopy("root-owned", "root");
+    const refused = checkHome(copy);
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(/owned by root.*--allow-root/);
+    expect(refused.stdout).toBe("");
+    const allowed = checkHome(copy, ["--allow-root"]);
+    expect(allowed.status, allowed.stdout + allowed.stderr).toBe(0);
+    expect(allowed.stdout).toMatch(/^ok +agent: hermes-agent [0-9.]+ .*as uid 0/m);
+  });
 });

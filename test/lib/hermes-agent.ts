@@ -33,7 +33,10 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** A lock directory holding the owner's PID; a lock whose owner is gone is taken over. */
+/**
+ * A lock directory holding the owner's PID. A lock whose owner is gone is taken over; one without
+ * a PID yet is left alone for a grace period (its owner is between mkdir and writing the PID).
+ */
 function withLock<T>(lockDir: string, waitMs: number, fn: () => T): T {
   const deadline = Date.now() + waitMs;
   for (;;) {
@@ -43,12 +46,18 @@ function withLock<T>(lockDir: string, waitMs: number, fn: () => T): T {
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      const owner = Number(fs.readFileSync(path.join(lockDir, "pid"), { encoding: "utf8", flag: "a+" }).trim());
-      if (!(owner > 0 && pidAlive(owner))) {
+      let owner = 0;
+      try {
+        owner = Number(fs.readFileSync(path.join(lockDir, "pid"), "utf8").trim());
+      } catch {
+        // no PID written yet
+      }
+      const young = Date.now() - (fs.statSync(lockDir, { throwIfNoEntry: false })?.mtimeMs ?? 0) < 10_000;
+      if (owner > 0 ? !pidAlive(owner) : !young) {
         fs.rmSync(lockDir, { recursive: true, force: true });
         continue;
       }
-      if (Date.now() > deadline) throw new Error(`${lockDir} is held by PID ${owner} for too long`);
+      if (Date.now() > deadline) throw new Error(`${lockDir} is held by PID ${owner || "(unknown)"} for too long`);
       sleepSync(1000);
     }
   }
@@ -129,6 +138,10 @@ export async function startFakeServer(dir: string): Promise<FakeServer> {
   child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr?.on("data", (d: Buffer) => (err += d.toString()));
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  // Last resort, should a test process end without stop(): by its PID, never by name.
+  process.once("exit", () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  });
   let port = 0;
   for (let i = 0; i < 200 && port === 0; i++) {
     if (child.exitCode !== null) throw new Error(`fake-openai-server exited: ${err}`);
