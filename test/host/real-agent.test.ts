@@ -95,6 +95,8 @@ afterAll(async () => {
   await server?.stop();
   await box?.stop();
   cleanupTemp();
+  // The worker may be ended without running exit handlers: remove the agent's user here.
+  spawnSync("userdel", [agentUser().name]);
 });
 
 const storeRows = (store: string, table: string) => manifest.stores.find((s) => s.path === store)?.tables[table];
