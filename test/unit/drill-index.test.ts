@@ -41,7 +41,13 @@ const pulumi = require("@pulumi/pulumi");
       if (a.type === "command:remote:Command") state.stdout = a.name.endsWith("-drill") ? process.env.AB_REPORT : "";
       return { id: a.name + "-id", state };
     },
-    call: (a) => (a.token === "aws:ec2/getAmi:getAmi" ? { ...a.inputs, id: "ami-0123456789abcdef0" } : a.inputs),
+    // The AMI lookup and the region's default VPC (the committed config names no subnet).
+    call: (a) =>
+      a.token === "aws:ec2/getAmi:getAmi"
+        ? { ...a.inputs, id: "ami-0123456789abcdef0" }
+        : a.token === "aws:ec2/getVpcs:getVpcs"
+          ? { ...a.inputs, ids: ["vpc-0123456789abcdef0"] }
+          : a.inputs,
   }, "agent-backups", "drill", false);
   pulumi.runtime.setAllConfig(JSON.parse(process.env.AB_CONFIG), []);
   const program = require(${JSON.stringify(path.join(root, "index.ts"))});
