@@ -186,6 +186,9 @@ export function renderReadme(): string {
     "  `--verify-data` (every object read and authenticated: the default `OBJECT_CHECK=data`, the only way to",
     "  see an overwritten data chunk), the whole `--tamper-check` in both settings, the daily `--observe`, and",
     "  one `borg extract --dry-run` for scale.",
+    "- The local drill with the real agent (`npx tsx bench/local-drill-agent.ts`, results in",
+    "  `bench/results/local-drill-agent.json`): `npm run drill:local` with one tenant and the real agent",
+    "  (hermes-agent 0.19.0 from the cached wheelhouse) next to `--agent standin`, caches warm, alternating pairs.",
     "",
   ];
   if (ours.length === 0) L.push("No results recorded yet.", "");

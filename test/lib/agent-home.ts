@@ -39,6 +39,11 @@ let testAgent: AgentUser | undefined;
 export function agentUser(): AgentUser {
   if (testAgent) return testAgent;
   const name = `abagent${process.pid}`;
+  // Test workers can end without running exit handlers: users of processes gone are removed here.
+  for (const line of fs.readFileSync("/etc/passwd", "utf8").split("\n")) {
+    const pid = /^abagent(\d+):/.exec(line)?.[1];
+    if (pid && !fs.existsSync(`/proc/${pid}`)) spawnSync("userdel", [`abagent${pid}`]);
+  }
   const add = spawnSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], { encoding: "utf8" });
   if (add.status !== 0 && !/already exists/.test(add.stderr)) throw new Error(`useradd ${name}: ${add.stderr}`);
   process.once("exit", () => spawnSync("userdel", [name]));
