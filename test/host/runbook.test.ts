@@ -58,7 +58,8 @@ function runBlocks(tags: string[], overrides: Record<string, string> = {}) {
 /** The precious files the restored home must give back byte for byte. */
 function precious(dir: string): Record<string, string> {
   const d = treeDigest(dir);
-  return Object.fromEntries(Object.entries(d).filter(([p]) => p === "SOUL.md" || p.startsWith("memories/")));
+  // Lock files beside the memories are runtime: never archived, never restored.
+  return Object.fromEntries(Object.entries(d).filter(([p]) => p === "SOUL.md" || (p.startsWith("memories/") && !p.endsWith(".lock"))));
 }
 
 beforeAll(async () => {
