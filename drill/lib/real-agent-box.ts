@@ -107,7 +107,13 @@ export async function writeAgentHome(box: Box, who: AgentUserHome): Promise<stri
 
 /** The agent kept writing while the backups ran: more sessions after than before, and still at work. */
 export async function liveWritesCheck(box: Box, who: AgentUserHome, before: SessionStats): Promise<DrillCheck> {
-  const after = await sessionStats(box, who);
+  // A turn that started while the backups ran may still be finishing (each is ~10 s of Python
+  // start-up plus a streamed answer, longer on a loaded machine): wait for it, bounded (30 x 3 s).
+  let after = await sessionStats(box, who);
+  for (let i = 0; i < 30 && after.sessions <= before.sessions; i++) {
+    await new Promise((r) => setTimeout(r, 3000));
+    after = await sessionStats(box, who);
+  }
   const active = (await box.exec(["systemctl", "is-active", "hermes-turns.service"], { allowFailure: true })).stdout.trim();
   return {
     name: "agent:writing",
