@@ -1,6 +1,8 @@
-// A disposable restore box on EC2 and the drill run on it: the cloud twin of the local drill. The
-// box runs scripts/agent-drill from the same files, with the command line built by drillCommand,
-// and it powers itself off (and is terminated) when its time to live runs out.
+// A disposable restore box on EC2 and the drills run on it: the cloud twin of the local drill's
+// restore box. It gets the same host files, the same pinned agent and agent user, and runs
+// scripts/agent-drill for each of its tenants in turn, with the command line built by drillCommand
+// and the agent check both drills share; it powers itself off (and is terminated) when its time to
+// live runs out.
 import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
@@ -9,7 +11,10 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { stringify } from "yaml";
-import { drillCommand } from "./drill-command";
+import { drillAgentBin, drillAgentUser, drillAgentVenv, drillRestorePaths, drillRestoreRoot, pipInstallArgs, requirementsFile, requirementsHash } from "./drill-agent";
+import { tenantDrillCommand, tenantDrillFiles } from "./drill-command";
+
+export { tenantDrillFiles };
 import { DrillReport, parseDrillReport } from "./drill-report";
 import { hostFiles, remoteSourceDir, scriptsDir, unpackArchiveCommands, writeHostFilesArchive } from "./host-install-plan";
 import { matchesPattern } from "../config/patterns";
@@ -18,39 +23,25 @@ import { matchesPattern } from "../config/patterns";
 export const debianImageOwner = "136693071363";
 /** The login user of the official Debian images. */
 export const drillBoxUser = "admin";
-/** What agent-drill needs on the box besides the scripts. */
-export const drillBoxPackages = ["borgbackup", "sqlite3", "jq"] as const;
+/** What agent-drill and the agent need on the box besides the scripts (util-linux gives flock, setpriv). */
+export const drillBoxPackages = ["borgbackup", "sqlite3", "jq", "python3", "python3-venv"] as const;
 
 /** Fixed paths on the box; nothing here comes from input. */
 export const drillBoxPaths = {
-  /** HERMES_HOME for the upstream installer, so the restore target stays empty until the restore. */
-  installerHome: "/var/lib/agent-drill/installer-home",
   /** Where the login user receives the archive of the host files before it is unpacked as root. */
   archive: `/home/${drillBoxUser}/host-files.tar`,
   /** agent-drill as copied from this repository (the host install plan's layout). */
   program: `${remoteSourceDir}/agent-drill`,
+  /** The agent's pinned requirements (hash-checked by pip), as copied to the box. */
+  requirements: "/var/lib/agent-drill/hermes-agent-requirements.txt",
+  /** Held by the tenant that is drilling: one box restores its tenants one after another. */
+  lock: "/run/agent-drill.lock",
 } as const;
-
-/**
- * The tenant's drill files on the box, in the local drill's layout (drill/lib/restore.ts): secrets
- * in a root-only directory per tenant, the report beside the other tenants' reports.
- */
-export function tenantDrillFiles(tenant: string) {
-  if (!matchesPattern("tenant", tenant)) throw new Error(`drill box: refusing tenant ${JSON.stringify(tenant)}`);
-  const dir = `/etc/agent-drill/${tenant}`;
-  return {
-    dir,
-    sshKey: `${dir}/ssh_key`,
-    passphrase: `${dir}/passphrase`,
-    knownHosts: `${dir}/known_hosts`,
-    report: `/var/lib/agent-drill/${tenant}-report.json`,
-  };
-}
 
 /** The systemd unit that powers the box off when its time to live runs out. */
 export const expiryUnit = "agent-drill-expiry";
 
-/** Bounds for every wait on the box (seconds): boot, apt, the upstream agent installer. */
+/** Bounds for every wait on the box (seconds): boot, apt, the agent's pinned install. */
 const waits = { boot: 900, apt: 900, agentInstall: 1800 } as const;
 
 /** The newest official Debian 12 image for an architecture, looked up (never hard-coded). */
@@ -141,17 +132,54 @@ export function writeRootOnlyFileScript(file: string, dir: string): string {
 }
 
 /**
- * Runs the drill line as root. agent-drill's own stdout goes to stderr, and the report file, once
- * written, is the command's only stdout: a report is kept even when the drill is unhealthy, and the
- * verdict is taken from it. No report at all means the drill could not run: the command fails.
+ * Installs the pinned agent (requirements on stdin) into its venv, `hermes` onto PATH, and makes the
+ * agent's user, as the local drill's restore box has them. pip checks every wheel against its hash
+ * and builds nothing. Prints the installed version last.
  */
-export function runDrillScript(drillLine: string, reportPath: string): string {
+export function agentInstallScript(): string {
+  const venv = drillAgentVenv;
   return [
-    `sudo rm -f ${reportPath}`,
+    "set -eu",
+    `id -u ${drillAgentUser} >/dev/null 2>&1 || sudo useradd --create-home --shell /bin/bash ${drillAgentUser}`,
+    `sudo install -d -m 0755 -o root -g root ${path.posix.dirname(drillBoxPaths.requirements)}`,
+    `sudo sh -c 'umask 022 && cat > ${drillBoxPaths.requirements}'`,
+    // A half-made venv of an earlier try is made again from scratch.
+    `sudo rm -rf -- ${venv}`,
+    `sudo python3 -m venv ${venv}`,
+    `sudo timeout ${waits.agentInstall} ${venv}/bin/pip ${pipInstallArgs.join(" ")} -r ${drillBoxPaths.requirements} >&2`,
+    `sudo ln -sfn ${venv}/bin/hermes ${drillAgentBin}`,
+    `sudo ${remoteSourceDir}/agent-check-hermes --version`,
+  ].join("\n");
+}
+
+/**
+ * Runs one tenant's drill line as root, holding the box's drill lock (tenants restore one after
+ * another; the wait is bounded by the box's time to live). The tenant's folder is made anew and
+ * given to the agent's user, so the restored home is the user's and the agent check runs the agent
+ * as that user. agent-drill's own stdout goes to stderr, and the report file, once written, is the
+ * command's only stdout: a report is kept even when the drill is unhealthy, and the verdict is
+ * taken from it. No report at all means the drill could not run: the command fails.
+ */
+export function runDrillScript(
+  tenant: string, drillLine: string, reportPath: string, lockWaitSeconds: number,
+  where: { lock: string; restoreRoot: string; user: string } = { lock: drillBoxPaths.lock, restoreRoot: drillRestoreRoot, user: drillAgentUser },
+): string {
+  drillRestorePaths(tenant); // refuses a bad tenant name
+  // drillRestorePaths(tenant).dir on the box; a test puts it elsewhere.
+  const dir = `${where.restoreRoot}/${tenant}`;
+  if (!Number.isInteger(lockWaitSeconds) || lockWaitSeconds <= 0) throw new Error(`drill box: refusing lock wait ${lockWaitSeconds}`);
+  return [
     "rc=0",
-    `sudo ${drillLine} >&2 || rc=$?`,
+    `sudo flock --wait ${lockWaitSeconds} ${where.lock} sh -s >&2 <<'DRILL' || rc=$?`,
+    "set -eu",
+    `rm -f ${reportPath}`,
+    `rm -rf --one-file-system -- ${dir}`,
+    `install -d -m 0755 -o root -g root ${where.restoreRoot}`,
+    `install -d -m 0755 -o ${where.user} -g ${where.user} ${dir}`,
+    `${drillLine} >&2`,
+    "DRILL",
     `if ! sudo test -s ${reportPath}; then`,
-    `  echo "agent-drill exited $rc and wrote no report" >&2`,
+    `  echo "agent-drill for ${tenant} exited $rc and wrote no report" >&2`,
     '  [ "$rc" -ne 0 ] || rc=1',
     '  exit "$rc"',
     "fi",
@@ -182,8 +210,8 @@ export interface DrillRepoAccess {
   knownHosts: string;
 }
 
-export interface DrillBoxArgs {
-  /** The tenant whose archive is restored; names the box and its tags. */
+/** One tenant the box restores. */
+export interface DrillTenant {
   tenant: string;
   /** The tenant's repository (from the prod stack's `tenants` output). */
   repo: pulumi.Input<DrillRepoAccess>;
@@ -191,7 +219,14 @@ export interface DrillBoxArgs {
   drillPrivateKey: pulumi.Input<string>;
   /** The repository passphrase (secret). */
   passphrase: pulumi.Input<string>;
-  /** Archive name, or "latest". */
+  /** Where this tenant's report is written on the machine running `pulumi up`. */
+  reportFile: string;
+}
+
+export interface DrillBoxArgs {
+  /** The tenants whose archives are restored, one after another, each with its own report. */
+  tenants: DrillTenant[];
+  /** Archive name (only with one tenant), or "latest". */
   archive: string;
   /** The image to boot (normally newestDebian12Image). */
   imageId: pulumi.Input<string>;
@@ -204,14 +239,8 @@ export interface DrillBoxArgs {
   createdAt: Date;
   /** Size of the encrypted root volume. */
   rootVolumeGiB: number;
-  /** Where the home is restored on the box. */
-  target: string;
-  /** The agent's health command; when set, the agent is first reinstalled from agentInstallUrl. */
-  agentCheck?: string;
-  /** The agent's upstream installer (used only with agentCheck). */
-  agentInstallUrl: string;
-  /** Where the report is written on the machine running `pulumi up`. */
-  reportFile: string;
+  /** The agent check agent-verify runs on each restored home (agentHealthCheck unless told otherwise). */
+  agentCheck: string;
   /** The local scripts/ tree to copy; this repository's unless a test says otherwise. */
   sourceDir?: string;
   /** Where the archive of the host files is written locally (default: this repository's .cache/). */
@@ -220,18 +249,25 @@ export interface DrillBoxArgs {
   network: pulumi.Input<DrillNetwork>;
 }
 
-/** A disposable EC2 restore box that runs one drill for one tenant and reports on it. */
+/** AWS allows 256 characters in a tag value. */
+function tagValue(v: string): string {
+  return v.length <= 256 ? v : `${v.slice(0, 252)} ...`;
+}
+
+/** A disposable EC2 restore box that restores its tenants in turn and reports on each. */
 export class DrillBox extends pulumi.ComponentResource {
   public readonly instanceId: pulumi.Output<string>;
   public readonly publicIp: pulumi.Output<string>;
   /** ISO time after which the box is gone: its expiry tag, fixed when it was created. */
   public readonly expiresAt: pulumi.Output<string>;
-  /** The exact agent-drill command line run as root on the box. */
-  public readonly drillCommandLine: pulumi.Output<string>;
-  /** The drill report, validated by the drill-report schema. */
-  public readonly report: pulumi.Output<DrillReport>;
-  /** Where the report was written on the machine running `pulumi up`. */
-  public readonly reportFile: pulumi.Output<string>;
+  /** The installed agent as agent-check-hermes names it ("hermes-agent 0.19.0"). */
+  public readonly agent: pulumi.Output<string>;
+  /** Per tenant: the exact agent-drill command line run as root on the box. */
+  public readonly drillCommandLines: pulumi.Output<Record<string, string>>;
+  /** Per tenant: the drill report, validated by the drill-report schema. */
+  public readonly reports: pulumi.Output<Record<string, DrillReport>>;
+  /** Per tenant: where its report was written on the machine running `pulumi up`. */
+  public readonly reportFiles: pulumi.Output<Record<string, string>>;
   /** The box's SSH login key, to debug a failed drill by hand (secret). */
   public readonly loginPrivateKey: pulumi.Output<string>;
   /** The box's pinned SSH host key, for a known_hosts line. */
@@ -241,34 +277,41 @@ export class DrillBox extends pulumi.ComponentResource {
     super("agent-backups:drill:DrillBox", name, {}, opts);
     const parent = { parent: this };
     const sourceDir = args.sourceDir ?? scriptsDir;
-    const files = tenantDrillFiles(args.tenant);
+    const tenantNames = args.tenants.map((t) => t.tenant);
+    if (tenantNames.length === 0) throw new Error("drill box: no tenant to restore");
+    if (new Set(tenantNames).size !== tenantNames.length) throw new Error(`drill box: a tenant is listed twice: ${tenantNames.join(", ")}`);
+    if (args.archive !== "latest" && tenantNames.length > 1) throw new Error("drill box: a named archive needs exactly one tenant");
     // These reach shell commands here; config/drill.ts checked them, a direct caller may not have.
-    if (!matchesPattern("url", args.agentInstallUrl)) throw new Error(`drill box: refusing agent installer URL ${JSON.stringify(args.agentInstallUrl)}`);
-    if (!matchesPattern("rel_path", args.reportFile) && !matchesPattern("abs_path", args.reportFile)) {
-      throw new Error(`drill box: refusing report file ${JSON.stringify(args.reportFile)}`);
+    for (const t of args.tenants) {
+      tenantDrillFiles(t.tenant);
+      if (!matchesPattern("rel_path", t.reportFile) && !matchesPattern("abs_path", t.reportFile)) {
+        throw new Error(`drill box: refusing report file ${JSON.stringify(t.reportFile)}`);
+      }
     }
     const contentHash = scriptsContentHash(sourceDir);
     const archive = writeHostFilesArchive(sourceDir, args.archiveDir);
     const network = pulumi.output(args.network);
     const expiry = new Date(args.createdAt.getTime() + args.ttlHours * 3600_000).toISOString();
-    const tags = { Name: `agent-drill-${args.tenant}`, tenant: args.tenant, drill: name, expiry };
+    const tags = { Name: tagValue(`agent-drill ${tenantNames.join(" ")}`), tenants: tagValue(tenantNames.join(" ")), drill: name, expiry };
 
     // --- the box -------------------------------------------------------------------------------
     const loginKey = new tls.PrivateKey(`${name}-login`, { algorithm: "ED25519" }, parent);
     const hostKey = new tls.PrivateKey(`${name}-host`, { algorithm: "ED25519" }, parent);
     const keyPair = new aws.ec2.KeyPair(`${name}-login`, { publicKey: loginKey.publicKeyOpenssh, tags }, parent);
-    const storagePort = pulumi.output(args.repo).apply((r) => r.storagePort);
+    const storagePorts = pulumi.all(args.tenants.map((t) => pulumi.output(t.repo).apply((r) => r.storagePort)))
+      .apply((ports) => [...new Set(ports)].sort((a, b) => a - b));
     const securityGroup = new aws.ec2.SecurityGroup(`${name}-ssh`, {
       vpcId: network.vpcId,
-      description: `agent-drill ${args.tenant}: SSH from ${args.sshCidr} only`,
+      description: `agent-drill: SSH from ${args.sshCidr} only`,
       ingress: [{ description: "SSH from the drill operator", protocol: "tcp", fromPort: 22, toPort: 22, cidrBlocks: [args.sshCidr] }],
-      // Out: apt and the upstream agent over HTTP(S), and the storage box. The VPC resolver is not
-      // subject to security groups.
-      egress: [
+      // Out: apt and the agent's pinned packages over HTTP(S), and the storage boxes. The VPC
+      // resolver is not subject to security groups.
+      egress: storagePorts.apply((ports) => [
         { description: "HTTP (apt)", protocol: "tcp", fromPort: 80, toPort: 80, cidrBlocks: ["0.0.0.0/0"] },
-        { description: "HTTPS (apt, agent installer)", protocol: "tcp", fromPort: 443, toPort: 443, cidrBlocks: ["0.0.0.0/0"] },
-        { description: "borg over SSH to the storage box", protocol: "tcp", fromPort: storagePort, toPort: storagePort, cidrBlocks: ["0.0.0.0/0"] },
-      ],
+        { description: "HTTPS (apt, the agent's pinned packages)", protocol: "tcp", fromPort: 443, toPort: 443, cidrBlocks: ["0.0.0.0/0"] },
+        ...ports.filter((p) => p !== 80 && p !== 443).map((p) => (
+          { description: "borg over SSH to the storage box", protocol: "tcp", fromPort: p, toPort: p, cidrBlocks: ["0.0.0.0/0"] })),
+      ]),
       tags,
     }, parent);
     const userData = pulumi
@@ -307,7 +350,7 @@ export class DrillBox extends pulumi.ComponentResource {
     const onBox = (step: string, create: pulumi.Input<string>, extra: Partial<command.remote.CommandArgs>, dependsOn: pulumi.Resource[]) =>
       new command.remote.Command(`${name}-${step}`, { connection, create, ...extra, addPreviousOutputInEnv: false }, { ...parent, dependsOn });
 
-    // --- prepare the box -----------------------------------------------------------------------
+    // --- prepare the box (once for every tenant) ------------------------------------------------
     const booted = onBox("boot", [
       "rc=0",
       `sudo timeout ${waits.boot} cloud-init status --wait >/dev/null || rc=$?`,
@@ -328,49 +371,48 @@ export class DrillBox extends pulumi.ComponentResource {
       triggers: [contentHash],
     }, { ...parent, dependsOn: [booted] });
     const scripts = onBox("scripts", installScriptsCommand(archive.sha256), { triggers: [contentHash] }, [copy]);
+    // The pinned agent, as the local drill's restore box has it: its version comes back as stdout.
+    const requirements = fs.readFileSync(requirementsFile, "utf8");
+    const agentInstall = onBox("agent-install", agentInstallScript(), { stdin: requirements, triggers: [requirementsHash()] }, [packages, scripts]);
+    this.agent = agentInstall.stdout.apply((out) => out.trim().split("\n").pop() ?? "");
 
-    const repo = pulumi.output(args.repo);
-    const withNewline = (s: string) => (s.endsWith("\n") ? s : `${s}\n`);
-    const secretFiles: [string, string, pulumi.Input<string>][] = [
-      ["drill-key", files.sshKey, pulumi.secret(pulumi.output(args.drillPrivateKey).apply(withNewline))],
-      ["passphrase", files.passphrase, pulumi.secret(args.passphrase)],
-      ["known-hosts", files.knownHosts, repo.apply((r) => withNewline(r.knownHosts))],
-    ];
-    const secrets = secretFiles.map(([step, file, content]) =>
-      onBox(step, writeRootOnlyFileScript(file, files.dir), { stdin: content, logging: "none" }, [booted]));
+    // --- the drills, one tenant after another ----------------------------------------------------
+    const lines: Record<string, pulumi.Output<string>> = {};
+    const reports: Record<string, pulumi.Output<DrillReport>> = {};
+    const reportFiles: Record<string, pulumi.Output<string>> = {};
+    for (const t of args.tenants) {
+      const files = tenantDrillFiles(t.tenant);
+      const step = (s: string) => `${t.tenant}-${s}`;
+      const repo = pulumi.output(t.repo);
+      const withNewline = (v: string) => (v.endsWith("\n") ? v : `${v}\n`);
+      const secretFiles: [string, string, pulumi.Input<string>][] = [
+        ["drill-key", files.sshKey, pulumi.secret(pulumi.output(t.drillPrivateKey).apply(withNewline))],
+        ["passphrase", files.passphrase, pulumi.secret(t.passphrase)],
+        ["known-hosts", files.knownHosts, repo.apply((r) => withNewline(r.knownHosts))],
+      ];
+      const secrets = secretFiles.map(([s, file, content]) =>
+        onBox(step(s), writeRootOnlyFileScript(file, files.dir), { stdin: content, logging: "none" }, [booted]));
 
-    const agentInstall = args.agentCheck === undefined ? [] : [onBox("agent-install", [
-      "set -eu",
-      "set -o pipefail",
-      `sudo install -d -m 0700 ${drillBoxPaths.installerHome}`,
-      `curl -fsSL --max-time 120 ${args.agentInstallUrl} | sudo env HERMES_HOME=${drillBoxPaths.installerHome} timeout ${waits.agentInstall} bash -s -- --skip-setup --non-interactive`,
-    ].join("\n"), {}, [packages])];
-
-    // --- the drill -----------------------------------------------------------------------------
-    this.drillCommandLine = repo.apply((r) => drillCommand({
-      program: drillBoxPaths.program,
-      repoUrl: r.repoUrl,
-      sshKeyFile: files.sshKey,
-      knownHostsFile: files.knownHosts,
-      passphraseFile: files.passphrase,
-      remoteBorg: r.remoteBorg,
-      tenant: args.tenant,
-      archive: args.archive,
-      target: args.target,
-      ...(args.agentCheck === undefined ? {} : { agentCheck: args.agentCheck }),
-      reportFile: files.report,
-    }));
-    const drill = onBox("drill", this.drillCommandLine.apply((line) => runDrillScript(line, files.report)), { triggers: [contentHash] },
-      [packages, scripts, ...secrets, ...agentInstall]);
-    this.report = drill.stdout.apply(parseDrillReport);
-    const verdict = new command.local.Command(`${name}-verdict`, {
-      create: this.report.apply(reportVerdictScript),
-      stdin: this.report.apply((r) => `${JSON.stringify(r, null, 2)}\n`),
-      environment: { DRILL_REPORT_FILE: args.reportFile },
-      addPreviousOutputInEnv: false,
-    }, parent);
-
-    this.reportFile = verdict.environment.apply((env) => env?.DRILL_REPORT_FILE ?? args.reportFile);
+      // The same line as the local drill's for this tenant (tenantDrillCommand, shared).
+      const line = repo.apply((r) => tenantDrillCommand({
+        tenant: t.tenant, repoUrl: r.repoUrl, remoteBorg: r.remoteBorg, archive: args.archive, agentCheck: args.agentCheck,
+      }));
+      const drill = onBox(step("drill"), line.apply((l) => runDrillScript(t.tenant, l, files.report, args.ttlHours * 3600)),
+        { triggers: [contentHash, requirementsHash()] }, [packages, scripts, agentInstall, ...secrets]);
+      const report = drill.stdout.apply(parseDrillReport);
+      const verdict = new command.local.Command(`${name}-${step("verdict")}`, {
+        create: report.apply(reportVerdictScript),
+        stdin: report.apply((r) => `${JSON.stringify(r, null, 2)}\n`),
+        environment: { DRILL_REPORT_FILE: t.reportFile },
+        addPreviousOutputInEnv: false,
+      }, parent);
+      lines[t.tenant] = line;
+      reports[t.tenant] = report;
+      reportFiles[t.tenant] = verdict.environment.apply((env) => env?.DRILL_REPORT_FILE ?? t.reportFile);
+    }
+    this.drillCommandLines = pulumi.output(lines);
+    this.reports = pulumi.output(reports);
+    this.reportFiles = pulumi.output(reportFiles);
 
     // From the instance's state, not from this run's clock: a later `up` keeps the first expiry.
     this.expiresAt = instance.tags.apply((t) => t?.expiry ?? expiry);
@@ -382,9 +424,10 @@ export class DrillBox extends pulumi.ComponentResource {
       instanceId: this.instanceId,
       publicIp: this.publicIp,
       expiresAt: this.expiresAt,
-      drillCommandLine: this.drillCommandLine,
-      report: this.report,
-      reportFile: this.reportFile,
+      agent: this.agent,
+      drillCommandLines: this.drillCommandLines,
+      reports: this.reports,
+      reportFiles: this.reportFiles,
       loginPrivateKey: this.loginPrivateKey,
       hostPublicKey: this.hostPublicKey,
     });

@@ -1,6 +1,7 @@
 // The agent-drill command line, built in one place: the local drill and the cloud drill stack both
 // call drillCommand, so the restore box runs the same command in both.
 import { matchesPattern } from "../config/patterns";
+import { drillRestorePaths } from "./drill-agent";
 import { isValidRepoUrl, remoteSourceDir } from "./host-install-plan";
 
 /**
@@ -69,4 +70,53 @@ export function drillCommand(args: DrillCommandArgs): string {
   if (args.agentCheck !== undefined) words.push("--agent-check", `'${args.agentCheck}'`);
   words.push("--report", args.reportFile);
   return words.join(" ");
+}
+
+/**
+ * The tenant's drill files on a restore box, the same layout in both drills: secrets in a root-only
+ * directory per tenant, the report beside the other tenants' reports.
+ */
+export function tenantDrillFiles(tenant: string) {
+  if (!matchesPattern("tenant", tenant)) throw new Error(`drill box: refusing tenant ${JSON.stringify(tenant)}`);
+  const dir = `/etc/agent-drill/${tenant}`;
+  return {
+    dir,
+    sshKey: `${dir}/ssh_key`,
+    passphrase: `${dir}/passphrase`,
+    knownHosts: `${dir}/known_hosts`,
+    report: `/var/lib/agent-drill/${tenant}-report.json`,
+  };
+}
+
+/** What differs between tenants (and between the two drills' storage boxes). */
+export interface TenantDrill {
+  tenant: string;
+  repoUrl: string;
+  remoteBorg: string;
+  /** Archive name, or "latest" (the default). */
+  archive?: string;
+  /** The agent check; agentHealthCheck (the agent's own checks) unless a drill says otherwise. */
+  agentCheck?: string;
+}
+
+/**
+ * One tenant's agent-drill line on a restore box, for both drills: agent-drill where the host
+ * install plan puts it, the tenant's drill files, the home restored under the agent's user's
+ * folder (drillRestorePaths), and the shared agent check.
+ */
+export function tenantDrillCommand(t: TenantDrill): string {
+  const files = tenantDrillFiles(t.tenant);
+  return drillCommand({
+    program: `${remoteSourceDir}/agent-drill`,
+    repoUrl: t.repoUrl,
+    sshKeyFile: files.sshKey,
+    knownHostsFile: files.knownHosts,
+    passphraseFile: files.passphrase,
+    remoteBorg: t.remoteBorg,
+    tenant: t.tenant,
+    archive: t.archive ?? "latest",
+    target: drillRestorePaths(t.tenant).target,
+    agentCheck: t.agentCheck ?? agentHealthCheck,
+    reportFile: files.report,
+  });
 }

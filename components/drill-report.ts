@@ -39,8 +39,11 @@ export const drillReportSchema = z
     checks: z.array(drillCheckSchema).min(1),
     /** True only when every check is ok. */
     healthy: z.boolean(),
-    /** The agent started from the restored home (the local drill names it; agent-drill leaves it out). */
-    agent: drillAgentSchema.optional(),
+    /**
+     * The agent whose own checks decided: agent-drill names the installed agent (`none` on a box
+     * without one); the local drill names the agent it started (the real one or its stand-in).
+     */
+    agent: drillAgentSchema,
     startedAt: z.iso.datetime({ offset: true }),
     finishedAt: z.iso.datetime({ offset: true }),
   })

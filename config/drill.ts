@@ -2,15 +2,21 @@
 // resource exists, and every problem is reported at once, one line each, naming the key.
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { drillCommand } from "../components/drill-command";
+import { agentHealthCheck, drillCommand } from "../components/drill-command";
 import { awsRegionPattern, ConfigError, configNamespace, formatIssues, patterned } from "./common";
 import { matchesPattern } from "./patterns";
 
-/** The upstream installer of the reference agent (Hermes), run only when agentCheck is set. */
-export const defaultAgentInstallUrl = "https://hermes-agent.nousresearch.com/install.sh";
+/**
+ * At most this many tenants on one box: each restores in turn, and all of them must finish within
+ * the box's time to live (24 hours at most).
+ */
+export const maxTenantsPerBox = 25;
 
-/** Where the restored home lands on the box: root's Hermes home, as a root install expects it. */
-export const defaultDrillTarget = "/root/.hermes";
+/** Where each tenant's report is written where `pulumi up` runs: <reportDir>/<tenant>.json. */
+export const defaultReportDir = "drill-reports";
+export function reportFileOf(reportDir: string, tenant: string): string {
+  return `${reportDir}/${tenant}.json`;
+}
 
 /** Problems with an IPv4 CIDR, or [] when it is a usable SSH source range. */
 export function cidrProblems(cidr: string): string[] {
@@ -59,15 +65,30 @@ const wholeNumber = (what: string, min: number, max: number, fallback: number) =
       .min(min, `at least ${min} ${what}`).max(max, `at most ${max} ${what}`),
   ).default(fallback);
 
+/** Pulumi hands a structured value (a YAML list in the stack file) over as its JSON text. */
+const fromJsonList = (v: unknown) => {
+  if (typeof v !== "string" || !v.trimStart().startsWith("[")) return v;
+  try {
+    return JSON.parse(v) as unknown;
+  } catch {
+    return v;
+  }
+};
+
 /** One entry per stack key `agent-backups:<key>` of Pulumi.drill.yaml. */
-export const drillConfigSchema = z.strictObject({
-  /** The prod stack whose outputs name the tenant's repository and drill access: org/project/stack. */
+export const drillConfigObject = z.strictObject({
+  /** The prod stack whose outputs name the tenants' repositories and drill access: org/project/stack. */
   prodStack: z.string({ error: "required: the prod stack to read, as org/project/stack" })
     .regex(/^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/,
       "expected org/project/stack, e.g. acme/agent-backups/prod"),
-  /** The tenant to restore. */
-  tenant: patterned("tenant", "tenant"),
-  /** Archive to restore: a name from `borg list`, or latest. */
+  /** The tenants to restore, one after another on one box, one report each. */
+  tenants: z.preprocess(fromJsonList, z.array(patterned("tenant", "tenant"), { error: "expected a list of tenant names, e.g. [acme, globex]" })
+    .min(1, "at least one tenant")
+    .max(maxTenantsPerBox, `at most ${maxTenantsPerBox} tenants on one box (run several drills)`)
+    .refine((list) => new Set(list).size === list.length, "a tenant is listed twice")).optional(),
+  /** One tenant to restore: the same as tenants: [name] (the single-tenant form of earlier stacks). */
+  tenant: patterned("tenant", "tenant").optional(),
+  /** Archive to restore: a name from `borg list` (one tenant only), or latest. */
   archive: z.union([z.literal("latest"), patterned("archive_name", "archive")]).default("latest"),
   /** AWS region of the drill box. */
   region: z.string({ error: "required: the AWS region of the drill box" })
@@ -89,27 +110,41 @@ export const drillConfigSchema = z.strictObject({
     }),
   /** Hours until the box powers itself off and is terminated. */
   ttlHours: wholeNumber("hours", 1, 24, 4),
-  /** Size of the encrypted root volume; the restored home lands there. */
+  /** Size of the encrypted root volume; the restored homes land there. */
   rootVolumeGiB: wholeNumber("GiB", 8, 1024, 16),
-  /** Where the home is restored on the box. */
-  target: patterned("abs_path", "restore target").default(defaultDrillTarget),
   /**
-   * The agent's own health command, run against the restored home after the agent is reinstalled
-   * from upstream. Unset: no reinstall, no agent check (restore and verify only).
+   * The health command agent-verify runs on each restored home. Default: the agent's own checks
+   * (scripts/agent-check-hermes), the same command the local drill runs.
    */
   agentCheck: z.string().refine(isAcceptedAgentCheck, {
     error: (iss) => `refusing ${JSON.stringify(iss.input)}: words of [A-Za-z0-9._/:=-] separated by single spaces, no quotes or shell syntax`,
-  }).optional(),
-  /** The agent's upstream installer, fetched on the box when agentCheck is set. */
-  agentInstallUrl: patterned("url", "agent installer URL").default(defaultAgentInstallUrl),
-  /** Where `pulumi up` writes the report on the machine running it (CI uploads it). */
-  reportFile: z.string().refine((v) => matchesPattern("rel_path", v) || matchesPattern("abs_path", v), {
+  }).default(agentHealthCheck),
+  /** Where `pulumi up` writes the reports on the machine running it, <reportDir>/<tenant>.json (CI uploads them). */
+  reportDir: z.string().refine((v) => matchesPattern("rel_path", v) || matchesPattern("abs_path", v), {
     error: (iss) => `refusing ${JSON.stringify(iss.input)}: not a valid rel_path or abs_path (letters, digits, ._- and /)`,
-  }).default("drill-report.json"),
+  }).default(defaultReportDir),
 });
 
+/** The validated config: `tenant` folded into `tenants`. */
+export const drillConfigSchema = drillConfigObject
+  .superRefine((c, ctx) => {
+    if (c.tenant !== undefined && c.tenants !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["tenants"], message: "set tenants or tenant, not both (tenant: x is tenants: [x])" });
+    } else if (c.tenant === undefined && c.tenants === undefined) {
+      ctx.addIssue({ code: "custom", path: ["tenants"], message: "required: the tenants to restore, e.g. [acme, globex] (or tenant: acme)" });
+    }
+    const count = Array.isArray(c.tenants) ? c.tenants.length : 1;
+    if (typeof c.archive === "string" && c.archive !== "latest" && count !== 1) {
+      ctx.addIssue({ code: "custom", path: ["archive"], message: "a named archive belongs to one tenant: list exactly one tenant, or use latest" });
+    }
+  }, {
+    // Also when other keys are bad, so that every problem is named at once (values may be unparsed).
+    when: (payload) => typeof payload.value === "object" && payload.value !== null,
+  })
+  .transform(({ tenant, tenants, ...rest }) => ({ ...rest, tenants: tenants ?? (tenant === undefined ? [] : [tenant]) }));
+
 export type DrillConfig = z.infer<typeof drillConfigSchema>;
-export const drillConfigKeys = Object.keys(drillConfigSchema.shape) as (keyof DrillConfig)[];
+export const drillConfigKeys = Object.keys(drillConfigObject.shape) as (keyof typeof drillConfigObject.shape)[];
 
 /**
  * Validates the raw stack values (`agent-backups:<key>` without the namespace); throws ConfigError

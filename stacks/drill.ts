@@ -1,9 +1,9 @@
-// The drill stack: restore one tenant's archive on a disposable EC2 box and prove it healthy.
-// Reads the tenant's repository and drill access from the prod stack; `pulumi destroy` removes the
-// box and everything it needed.
+// The drill stack: restore the archives of one or several tenants, one after another, on one
+// disposable EC2 box and prove each healthy, one report per tenant. Reads the tenants' repositories
+// and drill access from the prod stack; `pulumi destroy` removes the box and everything it needed.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { DrillConfig, loadDrillConfig } from "../config/drill";
+import { DrillConfig, loadDrillConfig, reportFileOf } from "../config/drill";
 import { DrillBox, DrillRepoAccess, drillNetwork, newestDebian12Image } from "../components/drill-box";
 
 /** One tenant of the prod stack's `tenants` output (plain). */
@@ -41,20 +41,25 @@ export interface DrillStackOptions {
 /** The drill stack's resources and outputs for a validated config. */
 export function drillResources(config: DrillConfig, options: DrillStackOptions = {}) {
   const prod = new pulumi.StackReference("prod", { name: config.prodStack });
-  const tenant = prod.requireOutput("tenants").apply((all) =>
-    pickTenant(all as Record<string, ProdTenant> | undefined, config.tenant, "tenants", config.prodStack));
+  const allTenants = prod.requireOutput("tenants");
   // requireOutput keeps drillAccess secret; pulumi.secret says so again in case the prod stack did not.
-  const access = pulumi.secret(prod.requireOutput("drillAccess").apply((all) =>
-    pickTenant(all as Record<string, ProdDrillAccess> | undefined, config.tenant, "drillAccess", config.prodStack)));
+  const allAccess = prod.requireOutput("drillAccess");
 
   const provider = new aws.Provider("drill-region", { region: config.region as aws.Region });
   const imageId = config.imageId ?? newestDebian12Image(config.architecture, { provider });
   const network = drillNetwork(config.region, config.subnetId, { provider });
-  const box = new DrillBox(`drill-${config.tenant}`, {
-    tenant: config.tenant,
-    repo: tenant.apply((t) => ({ repoUrl: t.repoUrl, remoteBorg: t.remoteBorg, storagePort: t.storagePort, knownHosts: t.knownHosts })),
-    drillPrivateKey: access.apply((a) => a.drillPrivateKey),
-    passphrase: access.apply((a) => a.passphrase),
+  const box = new DrillBox("drill", {
+    tenants: config.tenants.map((name) => {
+      const tenant = allTenants.apply((all) => pickTenant(all as Record<string, ProdTenant> | undefined, name, "tenants", config.prodStack));
+      const access = pulumi.secret(allAccess.apply((all) => pickTenant(all as Record<string, ProdDrillAccess> | undefined, name, "drillAccess", config.prodStack)));
+      return {
+        tenant: name,
+        repo: tenant.apply((t) => ({ repoUrl: t.repoUrl, remoteBorg: t.remoteBorg, storagePort: t.storagePort, knownHosts: t.knownHosts })),
+        drillPrivateKey: access.apply((a) => a.drillPrivateKey),
+        passphrase: access.apply((a) => a.passphrase),
+        reportFile: reportFileOf(config.reportDir, name),
+      };
+    }),
     archive: config.archive,
     imageId,
     instanceType: config.instanceType,
@@ -65,22 +70,21 @@ export function drillResources(config: DrillConfig, options: DrillStackOptions =
     ...(options.archiveDir === undefined ? {} : { archiveDir: options.archiveDir }),
     network,
     rootVolumeGiB: config.rootVolumeGiB,
-    target: config.target,
-    ...(config.agentCheck === undefined ? {} : { agentCheck: config.agentCheck }),
-    agentInstallUrl: config.agentInstallUrl,
-    reportFile: config.reportFile,
+    agentCheck: config.agentCheck,
   }, { providers: { aws: provider } });
 
   return {
-    tenant: config.tenant,
-    report: box.report,
-    reportFile: box.reportFile,
-    healthy: box.report.apply((r) => r.healthy),
+    tenants: config.tenants,
+    reports: box.reports,
+    reportFiles: box.reportFiles,
+    /** True only when every tenant's drill is healthy. */
+    healthy: box.reports.apply((all) => config.tenants.every((t) => all[t]?.healthy === true)),
+    agent: box.agent,
     instanceId: box.instanceId,
     publicIp: box.publicIp,
     imageId: pulumi.output(imageId),
     expiresAt: box.expiresAt,
-    drillCommand: box.drillCommandLine,
+    drillCommands: box.drillCommandLines,
     boxLoginKey: box.loginPrivateKey,
     boxHostKey: box.hostPublicKey,
   };

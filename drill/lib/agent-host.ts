@@ -3,6 +3,7 @@
 // as the prod stack's host component does it (components/host-backup.ts runs installCommand(plan)
 // with hostInstallStdin(...) on stdin), then two runs through systemd.
 import * as path from "path";
+import { drillAgentUser } from "../../components/drill-agent";
 import type { DrillCheck } from "../../components/drill-report";
 import { installCommand } from "../../components/host-backup";
 import { hostInstallPlan, hostInstallStdin, type HostInstallInput } from "../../components/host-install-plan";
@@ -15,7 +16,7 @@ import type { TenantAccount } from "./storage";
 export const repoRoot = path.resolve(__dirname, "..", "..");
 /** Where the drill puts its test fixtures and helpers inside boxes. */
 export const boxToolsDir = "/usr/local/lib/agent-backups-drill";
-export const agentUser = "hermes";
+export const agentUser = drillAgentUser;
 export const agentHome = `/home/${agentUser}/.hermes`;
 /** The agent's user, HOME and HERMES_HOME on the agent host. */
 export const hostAgent: AgentUserHome = { user: agentUser, home: `/home/${agentUser}`, hermesHome: agentHome };

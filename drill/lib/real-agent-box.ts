@@ -4,6 +4,7 @@
 // taking turns during the backups; on the restore box it takes a turn on the restored home.
 import * as fs from "fs";
 import * as path from "path";
+import { drillAgentBin, drillAgentVenv } from "../../components/drill-agent";
 import type { DrillCheck } from "../../components/drill-report";
 import type { Box } from "./box";
 import { waitFor, type RunOptions, type RunResult } from "./exec";
@@ -12,7 +13,7 @@ import {
   secondProfile, type SessionStats,
 } from "./real-agent";
 
-export const boxVenv = "/opt/hermes-agent";
+export const boxVenv = drillAgentVenv;
 export const boxWheelhouse = "/var/cache/hermes-wheelhouse";
 /** Where the drill's own helpers go inside boxes (as drill/lib/agent-host.ts boxToolsDir). */
 const toolsDir = "/usr/local/lib/agent-backups-drill";
@@ -29,7 +30,7 @@ export async function installAgent(box: Box, wheelhouse: string): Promise<string
   await box.exec(["python3", "-m", "venv", boxVenv], { timeoutMs: 120_000 });
   await box.exec([`${boxVenv}/bin/pip`, ...pipInstallArgs, "--no-index", "--find-links", boxWheelhouse, "-r", `${boxWheelhouse}/requirements.txt`],
     { timeoutMs: 900_000 });
-  await box.exec(["ln", "-sfn", `${boxVenv}/bin/hermes`, "/usr/local/bin/hermes"]);
+  await box.exec(["ln", "-sfn", `${boxVenv}/bin/hermes`, drillAgentBin]);
   const v = await box.exec([`${boxVenv}/bin/python`, "-c", `import importlib.metadata as m; print(m.version("${agentPackage}"))`]);
   return v.stdout.trim();
 }

@@ -5,33 +5,17 @@
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
+import { agentPackage, agentVersion, pipInstallArgs, requirementsFile, requirementsHash } from "../../components/drill-agent";
 import { run } from "./exec";
 import { cacheRoot } from "./rootfs";
 import { removeTree } from "./teardown";
 
 export const repoRoot = path.resolve(__dirname, "..", "..");
-/** Every package of the agent, pinned with its hashes: the only place the agent's version is set. */
-export const requirementsFile = path.join(repoRoot, "test", "fixtures", "hermes-agent-requirements.txt");
+export { agentPackage, agentVersion, pipInstallArgs, requirementsFile, requirementsHash };
 /** The fake OpenAI-compatible server the agent talks to (Python standard library only). */
 export const fakeServerFile = path.join(repoRoot, "test", "fixtures", "fake-openai-server");
 /** The interpreter the agent's venv is made from: Debian's own (python3 and python3-venv). */
 export const systemPython = "/usr/bin/python3";
-export const agentPackage = "hermes-agent";
-
-/** pip install arguments: exactly the pinned wheels, each checked against its hash, nothing built. */
-export const pipInstallArgs = ["install", "--no-deps", "--require-hashes", "--only-binary=:all:", "--no-input", "--disable-pip-version-check"];
-
-/** The pinned agent version, read from the requirements file. */
-export function agentVersion(file = requirementsFile): string {
-  const m = /^hermes-agent==([0-9][0-9A-Za-z.+-]*)\s/m.exec(fs.readFileSync(file, "utf8"));
-  if (!m?.[1]) throw new Error(`${file} pins no ${agentPackage}==VERSION`);
-  return m[1];
-}
-
-/** Short hash of the requirements file: a cache made from other pins is never used. */
-export function requirementsHash(file = requirementsFile): string {
-  return crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex").slice(0, 12);
-}
 
 export function wheelhousePath(): string {
   return path.join(cacheRoot, `hermes-wheelhouse-${agentVersion()}-${requirementsHash()}`);

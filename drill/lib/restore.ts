@@ -4,9 +4,10 @@
 // (agentHealthCheck): the agent's own checks decide whether the restored home is healthy. Then the
 // agent takes one more turn on it. With --agent standin, a stand-in agent does instead.
 import * as path from "path";
-import { agentHealthCheck, drillCommand } from "../../components/drill-command";
+import { drillRestorePaths, drillRestoreRoot } from "../../components/drill-agent";
+import { tenantDrillCommand, tenantDrillFiles } from "../../components/drill-command";
 import { parseDrillReport, type DrillAgent, type DrillCheck, type DrillReport } from "../../components/drill-report";
-import { hostInstallPlan, remoteSourceDir } from "../../components/host-install-plan";
+import { hostInstallPlan } from "../../components/host-install-plan";
 import { agentUser, boxToolsDir, installInput, type AgentKind } from "./agent-host";
 import type { Box } from "./box";
 import type { Control } from "./control";
@@ -16,7 +17,7 @@ import { agentPackage } from "./real-agent";
 import { installAgent, restoredTurnCheck, startFakeServer, type AgentUserHome } from "./real-agent-box";
 import type { TenantAccount } from "./storage";
 
-export const restoreRoot = "/srv/agents";
+export const restoreRoot = drillRestoreRoot;
 const standinPath = `${boxToolsDir}/agent-standin`;
 
 /** The agent a tenant's drill starts from the restored home, and the canaries planted on its host. */
@@ -72,28 +73,16 @@ export interface TenantRestore {
 export async function drillTenant(
   box: Box, control: Control, account: TenantAccount, secrets: TenantSecrets, knownHosts: string, agent: TenantAgent,
 ): Promise<TenantRestore> {
-  const dir = `/etc/agent-drill/${account.tenant}`;
-  await box.writeFile(`${dir}/ssh_key`, secrets.keys.drill.privateKey, "0600");
-  await box.writeFile(`${dir}/passphrase`, secrets.passphrase, "0600");
-  await box.writeFile(`${dir}/known_hosts`, knownHosts, "0644");
+  const files = tenantDrillFiles(account.tenant);
+  await box.writeFile(files.sshKey, secrets.keys.drill.privateKey, "0600");
+  await box.writeFile(files.passphrase, secrets.passphrase, "0600");
+  await box.writeFile(files.knownHosts, knownHosts, "0644");
   // The folder belongs to the agent's user, so the restored home does (agent-restore's default
   // owner) and the agent check runs the agent as that user, never as root.
   const owner = agent.kind === "real" ? ["-o", agentUser, "-g", agentUser] : [];
-  await box.exec(["install", "-d", "-m", "0755", ...owner, `${restoreRoot}/${account.tenant}`]);
-  const target = `${restoreRoot}/${account.tenant}/.hermes`;
-  const reportFile = `/var/lib/agent-drill/${account.tenant}-report.json`;
-  const command = drillCommand({
-    program: `${remoteSourceDir}/agent-drill`,
-    repoUrl: account.repoUrl,
-    sshKeyFile: `${dir}/ssh_key`,
-    knownHostsFile: `${dir}/known_hosts`,
-    passphraseFile: `${dir}/passphrase`,
-    remoteBorg: "borg",
-    tenant: account.tenant,
-    target,
-    agentCheck: agent.kind === "real" ? agentHealthCheck : `${standinPath} --check --home ${target}`,
-    reportFile,
-  });
+  const { dir, target } = drillRestorePaths(account.tenant);
+  await box.exec(["install", "-d", "-m", "0755", ...owner, dir]);
+  const command = localDrillCommand(account, agent.kind);
   const r = await control.ssh(box, command, { allowFailure: true, timeoutMs: 900_000 });
   let report: DrillReport;
   try {
@@ -108,6 +97,20 @@ export async function drillTenant(
   else checks.push({ name: "agent:turn", ok: false, detail: "no restored home to take a turn on" });
   checks.push(await canaryCheck(box, account.tenant, target, agent.canaries));
   return { report, checks };
+}
+
+/**
+ * The local drill's agent-drill line for a tenant: tenantDrillCommand, as the cloud drill stack
+ * renders it, with the loopback storage box's borg; the stand-in has a check of its own.
+ */
+export function localDrillCommand(account: Pick<TenantAccount, "tenant" | "repoUrl">, kind: AgentKind, remoteBorg = "borg"): string {
+  const { target } = drillRestorePaths(account.tenant);
+  return tenantDrillCommand({
+    tenant: account.tenant,
+    repoUrl: account.repoUrl,
+    remoteBorg,
+    ...(kind === "real" ? {} : { agentCheck: `${standinPath} --check --home ${target}` }),
+  });
 }
 
 /** No planted secret value appears anywhere in the restored home (file names or contents). */

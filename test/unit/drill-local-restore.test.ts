@@ -21,6 +21,7 @@ const report = {
   restoreSeconds: 1,
   checks: [{ name: "restore", ok: true, detail: "ok" }],
   healthy: true,
+  agent: { name: "none", version: "none" },
   startedAt: "2026-11-25T10:00:05Z",
   finishedAt: "2026-11-25T10:00:07Z",
 };

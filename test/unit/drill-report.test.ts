@@ -13,6 +13,7 @@ const good = {
     { name: "verify:soul-md", ok: true, detail: "sha256 matches" },
   ],
   healthy: true,
+  agent: { name: "hermes-agent", version: "0.19.0" },
   startedAt: "2026-11-25T10:00:42Z",
   finishedAt: "2026-11-25T10:00:50Z",
 };
@@ -25,9 +26,11 @@ describe("drill report schema", () => {
     ]);
   });
 
-  it("names the agent and its version when a drill gives them, and refuses odd ones", () => {
-    const withAgent = { ...good, agent: { name: "hermes-agent", version: "0.19.0" } };
-    expect(parseDrillReport(JSON.stringify(withAgent))).toEqual(withAgent);
+  it("names the agent and its version, always, and refuses odd ones", () => {
+    const { agent: _agent, ...noAgent } = good;
+    expect(() => parseDrillReport(JSON.stringify(noAgent))).toThrow(/agent/);
+    const none = { ...good, agent: { name: "none", version: "none" } };
+    expect(parseDrillReport(JSON.stringify(none))).toEqual(none);
     expect(() => parseDrillReport(JSON.stringify({ ...good, agent: { name: "hermes-agent" } }))).toThrow(/version/);
     expect(() => parseDrillReport(JSON.stringify({ ...good, agent: { name: "Hermes Agent", version: "1" } }))).toThrow(/name/);
     expect(() => parseDrillReport(JSON.stringify({ ...good, agent: { name: "hermes-agent", version: "1; rm" } }))).toThrow(/version/);
