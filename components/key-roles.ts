@@ -7,16 +7,23 @@ export interface KeyRole {
   readonly holder: string;
   /** borg serve --append-only: deletions are only recorded, never made permanent. */
   readonly appendOnly: boolean;
+  /**
+   * Kept in a retired (frozen) repository's authorized_keys. Only the trusted side's key stays, so
+   * retention can age the repository out; no key that adds archives (push, drill) can reach it.
+   */
+  readonly keptWhenRetired: boolean;
 }
 
 export const keyRoles = {
-  push: { holder: "the tenant's agent host", appendOnly: true },
-  drill: { holder: "the drill stack (restore boxes)", appendOnly: true },
-  maintenance: { holder: "the control vault and the maintenance CI job", appendOnly: false },
+  push: { holder: "the tenant's agent host", appendOnly: true, keptWhenRetired: false },
+  drill: { holder: "the drill stack (restore boxes)", appendOnly: true, keptWhenRetired: false },
+  maintenance: { holder: "the control vault and the maintenance CI job", appendOnly: false, keptWhenRetired: true },
 } as const satisfies Record<string, KeyRole>;
 
 export type KeyRoleName = keyof typeof keyRoles;
 export const keyRoleNames = Object.keys(keyRoles) as KeyRoleName[];
+/** The roles whose keys a retired repository keeps (in role order). */
+export const retiredKeyRoleNames = keyRoleNames.filter((r) => keyRoles[r].keptWhenRetired);
 
 /**
  * True only for the roles defined above. `role in keyRoles` would also accept inherited names
@@ -68,17 +75,25 @@ export function renderKeyLine(args: KeyLineArgs): string {
   return `command="${forcedCommand(args.role, args.borgCommand, args.repoPath)}",restrict ${key} ${args.comment}`;
 }
 
-/** The whole authorized_keys file of one tenant: one line per role, in role order. */
+/**
+ * The whole authorized_keys file of one tenant repository: one line per role of `roles` (every role
+ * for the current repository, retiredKeyRoleNames for a retired one), in role order.
+ */
 export function renderAuthorizedKeys(
   tenant: string,
-  publicKeys: Record<KeyRoleName, string>,
+  publicKeys: Partial<Record<KeyRoleName, string>>,
   borgCommand: string,
   repoPath: string,
+  roles: readonly KeyRoleName[] = keyRoleNames,
 ): string {
   if (!matchesPattern("tenant", tenant)) throw new Error(`refusing tenant name ${JSON.stringify(tenant)}`);
+  if (roles.length === 0) throw new Error("refusing an authorized_keys file without any key");
+  const missing = roles.filter((role) => !isKeyRoleName(role) || typeof publicKeys[role] !== "string");
+  if (missing.length > 0) throw new Error(`refusing authorized_keys of ${tenant}: no public key for ${missing.map((r) => JSON.stringify(r)).join(", ")}`);
   return (
     keyRoleNames
-      .map((role) => renderKeyLine({ role, publicKey: publicKeys[role], borgCommand, repoPath, comment: `${role}@${tenant}` }))
+      .filter((role) => roles.includes(role))
+      .map((role) => renderKeyLine({ role, publicKey: publicKeys[role] as string, borgCommand, repoPath, comment: `${role}@${tenant}` }))
       .join("\n") + "\n"
   );
 }

@@ -1,18 +1,26 @@
-// One tenant's repository on the Storage Box: a sub-account with its own home, the three role keys,
-// the borg passphrase, and the sub-account's authorized_keys written through the main account.
+// One repository of a tenant on a Storage Box: a sub-account with its own home, the role keys, the
+// borg passphrase, and the sub-account's authorized_keys written through the main account. A tenant
+// has one current repository and may keep retired ones (frozen: only the maintenance key left).
 import * as command from "@pulumi/command";
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import * as tls from "@pulumi/tls";
 import { matchesPattern } from "../config/patterns";
-import { KeyRoleName, keyRoleNames, renderAuthorizedKeys } from "./key-roles";
+import { KeyRoleName, keyRoleNames, renderAuthorizedKeys, retiredKeyRoleNames } from "./key-roles";
 import { deadPassword } from "./password-reset";
 import { renderKnownHosts } from "./storage-box";
 
 export interface TenantRepoArgs {
   /** Tenant name (strict pattern); names the sub-account, its home and the key comments. */
   tenant: string;
+  /** The repository's generation (1, 2, ...): a rekey makes a new one, never reuses one. */
+  generation: number;
+  /**
+   * A retired repository: kept (sub-account, repository, passphrase), but its authorized_keys holds
+   * only the roles kept when retired (maintenance), so nothing can add archives to it any more.
+   */
+  retired?: boolean;
   /** The Storage Box's numeric id. */
   boxId: pulumi.Input<number>;
   /** The main account's server and user: the authorized_keys file is written through them. */
@@ -39,13 +47,39 @@ export interface TenantRepoArgs {
   authorizedKeysAfter?: pulumi.Resource[];
 }
 
-/**
- * The sub-account's home, relative to the box's root. Every tenant's home is a sibling under
- * tenants/, never inside another's: a nested home would expose one tenant's repo to another.
- */
-export function subaccountHome(tenant: string): string {
+function checkRepoId(tenant: string, generation: number): void {
   if (!matchesPattern("tenant", tenant)) throw new Error(`refusing tenant name ${JSON.stringify(tenant)}`);
-  return `tenants/${tenant}`;
+  if (!Number.isInteger(generation) || generation < 1 || generation > 9999) throw new Error(`refusing repository generation ${JSON.stringify(generation)}`);
+}
+
+/**
+ * The sub-account's home, relative to the box's root: `tenants/<tenant>/g<generation>`. Every home
+ * is a leaf: no sub-account's home is inside another's (tenants/<tenant> itself is nobody's home),
+ * since a nested home would expose one repository to another's credentials.
+ */
+export function subaccountHome(tenant: string, generation: number): string {
+  checkRepoId(tenant, generation);
+  return `tenants/${tenant}/g${generation}`;
+}
+
+/**
+ * The sub-account's name: `<tenant>-g<generation>`, the suffix always there. The API identifies a
+ * sub-account by id or name (hcloud CLI 1.60 changelog), so two generations on a box need two names.
+ */
+export function subaccountName(tenant: string, generation: number): string {
+  checkRepoId(tenant, generation);
+  return `${tenant}-g${generation}`;
+}
+
+/**
+ * The Pulumi name of one repository's component: `repo-<tenant>@<box>.g<generation>`. Tenant and
+ * box names have no "@" or ".", so no two repositories share a name, and a repository keeps its
+ * name (and so its resources) when other tenants, boxes or generations are added.
+ */
+export function tenantRepoName(tenant: string, box: string, generation: number): string {
+  checkRepoId(tenant, generation);
+  if (!matchesPattern("tenant", box)) throw new Error(`refusing box name ${JSON.stringify(box)}`);
+  return `repo-${tenant}@${box}.g${generation}`;
 }
 
 /** The borg repository URL of a sub-account, in the Storage Box's home-relative form. */
@@ -109,10 +143,14 @@ export class TenantRepo extends pulumi.ComponentResource {
   readonly storageHost: pulumi.Output<string>;
   /** known_hosts pinning the box's host keys for storageHost. */
   readonly knownHosts: pulumi.Output<string>;
+  /** The repository's path from the box's main account (`tenants/<tenant>/g<N>/borg`). */
+  readonly repoPathFromBox: string;
   readonly authorizedKeys: pulumi.Output<string>;
-  readonly keyFingerprints: pulumi.Output<Record<KeyRoleName, string>>;
-  /** Private keys per role (secret). */
-  readonly privateKeys: Record<KeyRoleName, pulumi.Output<string>>;
+  /** The roles with a key in this repository: all for the current one, maintenance for a retired one. */
+  readonly roles: readonly KeyRoleName[];
+  readonly keyFingerprints: pulumi.Output<Partial<Record<KeyRoleName, string>>>;
+  /** Private keys per role of `roles` (secret). */
+  readonly privateKeys: Partial<Record<KeyRoleName, pulumi.Output<string>>>;
   /** The borg passphrase (secret). */
   readonly passphrase: pulumi.Output<string>;
   /** The main account's SFTP write of this tenant's authorized_keys. */
@@ -122,11 +160,16 @@ export class TenantRepo extends pulumi.ComponentResource {
 
   constructor(name: string, args: TenantRepoArgs, opts?: pulumi.ComponentResourceOptions) {
     super("agent-backups:storage:TenantRepo", name, {}, opts);
-    const homeDir = subaccountHome(args.tenant);
+    const homeDir = subaccountHome(args.tenant, args.generation);
+    this.repoPathFromBox = `${homeDir}/${args.repoDirName}`;
+    // Retiring drops the push and drill keys from the state too: nothing holds them any more.
+    const roles = args.retired === true ? retiredKeyRoleNames : keyRoleNames;
+    this.roles = roles;
 
     const keys = Object.fromEntries(
-      keyRoleNames.map((role) => [role, new tls.PrivateKey(`${name}-${role}-key`, { algorithm: "ED25519" }, { parent: this })]),
-    ) as Record<KeyRoleName, tls.PrivateKey>;
+      roles.map((role) => [role, new tls.PrivateKey(`${name}-${role}-key`, { algorithm: "ED25519" }, { parent: this })]),
+    ) as Partial<Record<KeyRoleName, tls.PrivateKey>>;
+    const key = (role: KeyRoleName): tls.PrivateKey => keys[role] as tls.PrivateKey;
     // Losing the passphrase loses the repository: never let a diff replace it.
     const passphrase = new random.RandomPassword(`${name}-passphrase`, { length: 48, special: false }, { parent: this, protect: true });
     // The API requires a password at creation; deadPassword below makes this value dead at once.
@@ -140,12 +183,13 @@ export class TenantRepo extends pulumi.ComponentResource {
       name,
       {
         storageBoxId: args.boxId,
-        name: args.tenant,
-        description: `agent-backups tenant ${args.tenant}`,
+        name: subaccountName(args.tenant, args.generation),
+        description: `agent-backups tenant ${args.tenant}, repository generation ${args.generation}`,
         homeDirectory: homeDir,
         password: password.result,
+        // Retiring changes no input here: the sub-account and its repository stay exactly as they are.
         accessSettings: { sshEnabled: true, reachableExternally: true, readonly: false, sambaEnabled: false, webdavEnabled: false },
-        labels: { "managed-by": "pulumi", tenant: args.tenant },
+        labels: { "managed-by": "pulumi", tenant: args.tenant, generation: String(args.generation) },
       },
       // A changed password input must never reset the sub-account to a value that is in the state.
       { parent: this, protect: true, retainOnDelete: true, ignoreChanges: ["password"], additionalSecretOutputs: ["password"] },
@@ -153,9 +197,9 @@ export class TenantRepo extends pulumi.ComponentResource {
     this.passwordReset = deadPassword(`${name}-password-reset`, { boxId: args.boxId, subaccountId: sub.id, resource: sub }, { parent: this });
 
     const publicKeys = pulumi
-      .all(keyRoleNames.map((role) => keys[role].publicKeyOpenssh))
-      .apply((pks) => Object.fromEntries(keyRoleNames.map((role, i) => [role, pks[i] as string])) as Record<KeyRoleName, string>);
-    this.authorizedKeys = publicKeys.apply((pks) => renderAuthorizedKeys(args.tenant, pks, args.remoteBorg, args.repoPathOnBox));
+      .all(roles.map((role) => key(role).publicKeyOpenssh))
+      .apply((pks) => Object.fromEntries(roles.map((role, i) => [role, pks[i] as string])) as Partial<Record<KeyRoleName, string>>);
+    this.authorizedKeys = publicKeys.apply((pks) => renderAuthorizedKeys(args.tenant, pks, args.remoteBorg, args.repoPathOnBox, roles));
 
     const env = pulumi
       .all([args.boxUser, args.boxServer, this.authorizedKeys, args.boxKnownHosts])
@@ -178,9 +222,9 @@ export class TenantRepo extends pulumi.ComponentResource {
     this.repoUrl = pulumi.all([sub.username, sub.server]).apply(([u, h]) => repoUrl(u, h, args.port, args.repoDirName));
     this.knownHosts = sub.server.apply((h) => renderKnownHosts(h, args.port, args.hostKeys));
     this.keyFingerprints = pulumi
-      .all(keyRoleNames.map((role) => keys[role].publicKeyFingerprintSha256))
-      .apply((fps) => Object.fromEntries(keyRoleNames.map((role, i) => [role, fps[i] as string])) as Record<KeyRoleName, string>);
-    this.privateKeys = Object.fromEntries(keyRoleNames.map((role) => [role, pulumi.secret(keys[role].privateKeyOpenssh)])) as Record<KeyRoleName, pulumi.Output<string>>;
+      .all(roles.map((role) => key(role).publicKeyFingerprintSha256))
+      .apply((fps) => Object.fromEntries(roles.map((role, i) => [role, fps[i] as string])) as Partial<Record<KeyRoleName, string>>);
+    this.privateKeys = Object.fromEntries(roles.map((role) => [role, pulumi.secret(key(role).privateKeyOpenssh)])) as Partial<Record<KeyRoleName, pulumi.Output<string>>>;
     this.passphrase = pulumi.secret(passphrase.result);
     this.registerOutputs({
       repoUrl: this.repoUrl,
@@ -188,5 +232,12 @@ export class TenantRepo extends pulumi.ComponentResource {
       storageHost: this.storageHost,
       keyFingerprints: this.keyFingerprints,
     });
+  }
+
+  /** The private key of `role` (secret); a retired repository has none but the maintenance key. */
+  privateKey(role: KeyRoleName): pulumi.Output<string> {
+    const k = this.privateKeys[role];
+    if (k === undefined) throw new Error(`repository has no ${role} key (its roles: ${this.roles.join(", ")})`);
+    return k;
   }
 }

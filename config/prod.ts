@@ -23,15 +23,35 @@ const snapshotSchema = z.strictObject({
   keep: z.number().int().min(1).max(40),
 });
 
-export const storageSchema = z.strictObject({
-  /** Name of the Storage Box in the Hetzner Console. */
-  name: patterned("tenant", "Storage Box name").default("agent-backups"),
+/** One Storage Box of the fleet. Its name is its identity in the stack: never rename a box. */
+const boxSchema = z.strictObject({
+  /** Name of the Storage Box in the Hetzner Console; tenants name their box by it. */
+  name: patterned("tenant", "Storage Box name"),
   location: z.string().regex(/^[a-z]{3}[0-9]$/, "a Hetzner location such as fsn1, nbg1, hel1"),
   boxType: z.string().regex(/^bx[0-9]{2}$/, "a Storage Box type such as bx11, bx21"),
   snapshots: snapshotSchema,
+});
+
+export const storageSchema = z.strictObject({
+  /**
+   * The fleet's Storage Boxes. Each tenant names its box (tenants[].box): adding a box or a tenant
+   * never moves anyone, and a box's snapshot rollback only ever touches the tenants on that box.
+   */
+  boxes: z
+    .array(boxSchema)
+    .min(1, "at least one Storage Box")
+    .max(100)
+    .superRefine((boxes, ctx) => {
+      const seen = new Map<string, number>();
+      boxes.forEach((b, i) => {
+        const first = seen.get(b.name);
+        if (first !== undefined) ctx.addIssue({ code: "custom", path: [i, "name"], message: `duplicate box name ${JSON.stringify(b.name)} (also boxes[${first}])` });
+        else seen.set(b.name, i);
+      });
+    }),
   /** Server-side borg command pinned inside every forced command. */
   remoteBorg: patterned("borg_command", "remote borg command").default("borg-1.4"),
-  /** SSH port of the box's borg service. */
+  /** SSH port of the boxes' borg service. */
   port: portSchema.default(23),
   /**
    * Absolute repository path as the box's sshd sees it, for --restrict-to-repository; a sub-account
@@ -40,7 +60,7 @@ export const storageSchema = z.strictObject({
   repoPathOnBox: patterned("abs_path", "repository path on the box")
     .refine((p) => p.endsWith(`/${repoDirName}`), `must end in /${repoDirName} (the repository directory in the sub-account's home)`)
     .default("/home/borg"),
-  /** The box's SSH host keys pinned in known_hosts; defaults to Hetzner's published ed25519 key. */
+  /** The boxes' SSH host keys pinned in known_hosts; defaults to Hetzner's published ed25519 key. */
   hostKeys: z.array(patterned("ssh_pubkey", "host key")).min(1).default(storageBoxHostKeys),
 });
 
@@ -82,8 +102,31 @@ const rulesGlob = patterned("rules_glob", "backup-set glob").refine((g) => !g.sp
   message: "a glob names no . or .. component",
 });
 
+/** A repository generation: 1 for a tenant's first repository, one more for each rekey. */
+const generationSchema = z.number().int().min(1).max(9999);
+
+/** A repository of a tenant: the box it lives on and its generation. */
+const repoIdSchema = z.strictObject({
+  box: patterned("tenant", "box name"),
+  generation: generationSchema,
+});
+
 const tenantSchema = z.strictObject({
   name: patterned("tenant", "tenant name"),
+  /** The Storage Box of the tenant's current repository (storage.boxes[].name). Explicit, never derived. */
+  box: z
+    .string({ error: "required: the name of the tenant's Storage Box (one of agent-backups:storage.boxes[].name)" })
+    .pipe(patterned("tenant", "box name")),
+  /**
+   * The current repository's generation. Raising it (a rekey after a compromise) makes a new
+   * repository: new sub-account, keys, passphrase and borg key material. List the old one in retired.
+   */
+  generation: generationSchema.default(1),
+  /**
+   * Earlier repositories kept frozen: sub-account and repository stay, only the maintenance key
+   * can reach them (so retention ages them out). Removing an entry is the operator's decision.
+   */
+  retired: z.array(repoIdSchema).max(20).default([]),
   host: hostSchema,
   /** systemd OnCalendar of the backup timer. */
   schedule: onCalendarSchema.default("hourly"),
@@ -108,8 +151,24 @@ export const tenantsSchema = z
       const first = seen.get(t.name);
       if (first !== undefined) ctx.addIssue({ code: "custom", path: [i, "name"], message: `duplicate tenant name ${JSON.stringify(t.name)} (also tenants[${first}])` });
       else seen.set(t.name, i);
+      // Each (box, generation) names one repository of the tenant: never two at once.
+      const repos = new Map<string, string>([[repoIdKey(t), "the current repository"]]);
+      t.retired.forEach((r, j) => {
+        const other = repos.get(repoIdKey(r));
+        if (other !== undefined) ctx.addIssue({ code: "custom", path: [i, "retired", j], message: `box ${JSON.stringify(r.box)} generation ${r.generation} is already ${other}` });
+        else repos.set(repoIdKey(r), `retired[${j}]`);
+        // Going back would make a retired (perhaps compromised) repository current again.
+        if (r.box === t.box && r.generation > t.generation) {
+          ctx.addIssue({ code: "custom", path: [i, "generation"], message: `generation ${t.generation} on box ${JSON.stringify(t.box)} is below retired generation ${r.generation} there: a generation never goes back (use ${r.generation + 1} or more)` });
+        }
+      });
     });
   });
+
+/** A repository's identity as text, for comparisons. */
+function repoIdKey(r: { box: string; generation: number }): string {
+  return `${r.box}/${r.generation}`;
+}
 
 export const vaultSchema = z.strictObject({
   /** Second AWS region the recovery material is replicated to. */
@@ -119,6 +178,8 @@ export const vaultSchema = z.strictObject({
 });
 
 export type StorageConfig = z.infer<typeof storageSchema>;
+export type BoxConfig = z.infer<typeof boxSchema>;
+export type RepoId = z.infer<typeof repoIdSchema>;
 export type TenantConfig = z.infer<typeof tenantSchema>;
 export type VaultConfig = z.infer<typeof vaultSchema>;
 
@@ -162,6 +223,17 @@ function hostKeyProblems(raw: unknown, tenantNames: string[]): string[] {
   return problems;
 }
 
+/** Every box a tenant names (current or retired) must be one of storage.boxes. */
+function boxReferenceProblems(storage: StorageConfig, tenants: TenantConfig[]): string[] {
+  const known = storage.boxes.map((b) => b.name);
+  const problem = (path: PropertyKey[], box: string) =>
+    `${fieldPath("tenants", path)}: no box named ${JSON.stringify(box)} in agent-backups:storage.boxes (boxes: ${known.join(", ")})`;
+  return tenants.flatMap((t, i) => [
+    ...(known.includes(t.box) ? [] : [problem([i, "box"], t.box)]),
+    ...t.retired.flatMap((r, j) => (known.includes(r.box) ? [] : [problem([i, "retired", j, "box"], r.box)])),
+  ]);
+}
+
 /** Validates the raw config values; throws ConfigError listing every problem. Pure: used by tests. */
 export function parseProdConfig(raw: RawProdConfig): Omit<ProdConfig, "hostPrivateKeys"> {
   const storage = storageSchema.safeParse(raw.storage ?? undefined);
@@ -172,6 +244,7 @@ export function parseProdConfig(raw: RawProdConfig): Omit<ProdConfig, "hostPriva
     ...(tenants.success ? [] : formatIssues("tenants", tenants.error.issues)),
     ...(vault.success ? [] : formatIssues("vault", vault.error.issues)),
   ];
+  if (storage.success && tenants.success) problems.push(...boxReferenceProblems(storage.data, tenants.data));
   if (vault.success && raw.awsRegion !== undefined && raw.awsRegion === vault.data.replicaRegion) {
     problems.push(`${fieldPath("vault", ["replicaRegion"])}: same as aws:region ${raw.awsRegion}; the replica must be in a second region`);
   }
@@ -191,23 +264,43 @@ export interface BoxTypeLimits {
   subaccountsLimit: number;
 }
 
+/** The repositories (sub-accounts) on each box: every tenant's current one and its retired ones. */
+export function repositoriesByBox(tenants: readonly TenantConfig[]): Map<string, { tenant: string; box: string; generation: number; retired: boolean }[]> {
+  const byBox = new Map<string, { tenant: string; box: string; generation: number; retired: boolean }[]>();
+  const add = (tenant: string, r: RepoId, retired: boolean) => byBox.set(r.box, [...(byBox.get(r.box) ?? []), { tenant, box: r.box, generation: r.generation, retired }]);
+  for (const t of tenants) {
+    add(t.name, { box: t.box, generation: t.generation }, false);
+    for (const r of t.retired) add(t.name, r, true);
+  }
+  return byBox;
+}
+
 /**
- * Problems of a valid config against its box type's limits, one line each naming the key, or [].
+ * Problems of a valid config against each box's type limits, one line each naming the box, or [].
  * Checked before any resource exists: the API would refuse the plan or a sub-account only halfway
- * through an update.
+ * through an update. `limits` holds the limits of every box type the config uses.
  */
-export function boxLimitProblems(config: Pick<ProdConfig, "storage" | "tenants">, limits: BoxTypeLimits): string[] {
+export function boxLimitProblems(config: Pick<ProdConfig, "storage" | "tenants">, limits: Readonly<Record<string, BoxTypeLimits>>): string[] {
   const problems: string[] = [];
-  const { boxType, snapshots } = config.storage;
-  if (!Number.isInteger(limits.automaticSnapshotLimit) || !Number.isInteger(limits.subaccountsLimit)) {
-    return [`${fieldPath("storage", ["boxType"])}: the API gave no limits for box type ${boxType}`];
-  }
-  if (snapshots.keep > limits.automaticSnapshotLimit) {
-    problems.push(`${fieldPath("storage", ["snapshots", "keep"])}: ${snapshots.keep} automatic snapshots, but box type ${boxType} keeps at most ${limits.automaticSnapshotLimit}`);
-  }
-  if (config.tenants.length > limits.subaccountsLimit) {
-    problems.push(`${fieldPath("tenants", [])}: ${config.tenants.length} tenants need as many sub-accounts, but box type ${boxType} allows at most ${limits.subaccountsLimit}`);
-  }
+  const repos = repositoriesByBox(config.tenants);
+  config.storage.boxes.forEach((box, i) => {
+    const where = (path: PropertyKey[]) => `${fieldPath("storage", ["boxes", i, ...path])}: box ${JSON.stringify(box.name)}`;
+    const l = limits[box.boxType];
+    if (!l || !Number.isInteger(l.automaticSnapshotLimit) || !Number.isInteger(l.subaccountsLimit)) {
+      problems.push(`${where(["boxType"])}: the API gave no limits for box type ${box.boxType}`);
+      return;
+    }
+    if (box.snapshots.keep > l.automaticSnapshotLimit) {
+      problems.push(`${where(["snapshots", "keep"])}: ${box.snapshots.keep} automatic snapshots, but box type ${box.boxType} keeps at most ${l.automaticSnapshotLimit}`);
+    }
+    const on = repos.get(box.name) ?? [];
+    if (on.length > l.subaccountsLimit) {
+      const retired = on.filter((r) => r.retired).length;
+      problems.push(
+        `${where([])}: ${on.length} ${on.length === 1 ? "repository needs" : "repositories need"} as many sub-accounts (${on.length - retired} current, ${retired} retired), but box type ${box.boxType} allows at most ${l.subaccountsLimit}`,
+      );
+    }
+  });
   return problems;
 }
 

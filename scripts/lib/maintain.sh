@@ -28,6 +28,15 @@ readonly MAINTAIN_JQ_DEFS='
               archives: ($s.archives | map(
                 if has("first_seen") then . else . + {first_seen: $seen, seen_after: null} end))}
     end;
+  # The trusted time of an archive: its own (host-chosen) time clamped into the window in which the
+  # trusted side first saw it: after the previous trusted observation, at most its first sighting.
+  def trusted_time:
+    (.time | epoch) as $h
+    | (if .seen_after == null then $h else ([$h, .seen_after] | max) end) as $lo
+    | [$lo, .first_seen] | min;
+  # Newest first. Across windows trusted times are ordered by the windows; first_seen breaks the
+  # tie of an archive clamped to the very second its predecessor window ended.
+  def newest_first: sort_by([.t, .first_seen, .name]) | reverse;
 '
 
 # state_normalized STATE_FILE: the state in the current shape (see normalized_state), or "null".
@@ -48,7 +57,7 @@ archives_observed() {
   ' "$2"
 }
 
-# retention_plan ARCHIVES_JSON NOW WITHIN_SECONDS DAILY WEEKLY MONTHLY NAME_RE: which archives the
+# retention_plan ARCHIVES_JSON NOW WITHIN_SECONDS DAILY WEEKLY MONTHLY NAME_RE [PINNED_IDS_JSON]: which archives the
 # trusted side keeps and why, from trusted observations only. Prints
 # {"keep": [...], "delete": [...]}, each archive with its trusted time "t" (and "why" when kept).
 #   - trusted time: the archive's own (host-chosen) time, clamped into the window in which the
@@ -60,21 +69,17 @@ archives_observed() {
 #     seen earlier, so the host's clock orders only archives first seen in the same window;
 #   - the newest archive is always kept (borg keeps it too, as the newest period's newest);
 #   - checkpoints: only the newest, and only while no complete archive is newer (as borg prune);
-#   - only names matching NAME_RE are considered; anything else is never deleted.
+#   - only names matching NAME_RE are considered; anything else is never deleted;
+#   - a pinned archive (its id in PINNED_IDS_JSON: the shrink guard's) is always kept; pins are
+#     applied after the rules, so they never take a period's place and shift the others.
 retention_plan() {
   jq -c -n --argjson archives "$1" --argjson now "$2" --argjson within "$3" \
-    --argjson daily "$4" --argjson weekly "$5" --argjson monthly "$6" --arg name_re "$7" "$MAINTAIN_JQ_DEFS"'
+    --argjson daily "$4" --argjson weekly "$5" --argjson monthly "$6" --arg name_re "$7" \
+    --argjson pinned "${8:-[]}" "$MAINTAIN_JQ_DEFS"'
     def period($rule):
       if $rule == "daily" then strftime("%Y-%m-%d")
       elif $rule == "weekly" then strftime("%G-%V")
       else strftime("%Y-%m") end;
-    def trusted_time:
-      (.time | epoch) as $h
-      | (if .seen_after == null then $h else ([$h, .seen_after] | max) end) as $lo
-      | [$lo, .first_seen] | min;
-    # Newest first. Across windows trusted times are ordered by the windows; first_seen breaks the
-    # tie of an archive clamped to the very second its predecessor window ended.
-    def newest_first: sort_by([.t, .first_seen, .name]) | reverse;
     # The representative of one period: the newest of the archives the earliest run saw.
     def representative:
       (map(.first_seen) | min) as $first
@@ -101,6 +106,7 @@ retention_plan() {
     | if ($checkpoints | length) > 0
          and (($regular | length) == 0 or ([$checkpoints[0] | .t, .first_seen] > [$regular[0] | .t, .first_seen]))
       then .[$checkpoints[0].id] = "newest checkpoint" else . end
+    | reduce ($all[] | select(.id as $i | $pinned | index($i))) as $a (.; .[$a.id] //= "pinned")
     | . as $why
     | {keep: [$all | newest_first | .[] | select($why[.id] != null) | . + {why: $why[.id]}],
        delete: [$all | newest_first | .[] | select($why[.id] == null)]}
@@ -112,4 +118,86 @@ retention_plan() {
 object_check_findings() {
   jq -R -r "$MAINTAIN_JQ_DEFS"'fromjson? | select(type == "object" and .type == "log_message")
     | select(.levelname == "ERROR" or .levelname == "CRITICAL") | .message | printable' "$1"
+}
+
+# newest_regular ARCHIVES_JSON NAME_RE: the complete archives (no checkpoint) of strict names,
+# each with its trusted time "t", newest first: the order of the ledger and the shrink guard.
+newest_regular() {
+  jq -c -n --argjson archives "$1" --arg name_re "$2" "$MAINTAIN_JQ_DEFS"'
+    [$archives[] | select(.name | test($name_re)) | select(.name | test(checkpoint_re) | not) | . + {t: trusted_time}]
+    | newest_first'
+}
+
+# manifest_summary MANIFEST_FILE: what the shrink guard compares, from an archive's
+# .agent-backup/manifest.json (written by scripts/agent-side/collect). The manifest is the host's
+# word: only counts that are non-negative integers are taken, every label is made printable and
+# cut short, and the number of stores and tables read is bounded. Prints
+#   {rows: {"<store> <table>": n}, precious: {files, bytes}, memories: {"<folder>": {files, bytes}},
+#    souls: {"<path>": bytes|null}, unclassified: n|null}
+# (bytes null when the manifest has no sizes: format 2 before sizes were added). Fails on anything
+# that is not a manifest object.
+manifest_summary() {
+  jq -c "$MAINTAIN_JQ_DEFS"'
+    def count: if type == "number" and . >= 0 and . < 1e15 and . == floor then . else null end;
+    # Cut short before and after escaping: a finding ("rows of <store> <table>") stays under 200
+    # characters, the bound the fleet reader (tools/fleet-inputs.ts) accepts.
+    def shown_name: tostring | .[0:90] | printable | .[0:90];
+    def obj: if type == "object" then . else {} end;
+    def arr: if type == "array" then . else [] end;
+    if type != "object" or (.format | type) != "number" then error("not a manifest object") else . end
+    | (.sha256 | obj | keys_unsorted[:10000]) as $checked
+    | (.sizes | obj) as $sizes
+    | (has("sizes") and (.sizes | type) == "object") as $sized
+    | {
+        rows: ([.stores | arr | .[:200][] | obj | (.path | shown_name) as $p
+                | .tables | obj | to_entries[:500][] | select(.value | count != null)
+                | {key: "\($p) \(.key | shown_name)", value: .value}] | from_entries),
+        precious: {files: (.classes | obj | .precious | obj | .files | count),
+                   bytes: (.classes | obj | .precious | obj | .bytes | count)},
+        memories: ([$checked[] | select(test("(^|/)memories/"))
+                    | {folder: (capture("^(?<f>(.*/)?memories)/").f | shown_name),
+                       bytes: (if $sized then ($sizes[.] | count) else null end)}]
+                   | group_by(.folder)
+                   | map({key: .[0].folder,
+                          value: {files: length,
+                                  bytes: (if $sized then (map(.bytes // 0) | add) else null end)}})
+                   | from_entries),
+        souls: ([$checked[] | select(test("(^|/)SOUL[.]md$"))
+                 | {key: shown_name, value: (if $sized then ($sizes[.] | count) else null end)}] | from_entries),
+        unclassified: (.unclassifiedCount | count)
+      }' "$1"
+}
+
+# shrink_findings BEFORE_SUMMARY AFTER_SUMMARY ROWS_PERCENT BYTES_PERCENT MIN_ROWS MIN_BYTES SOUL_BYTES:
+# the sharp drops between two manifest summaries, as [{what, before, after}] (at most 50):
+#   - rows of a store table, precious files, memory files: from at least MIN_ROWS (files: any
+#     count, for memories) to less than (100 - ROWS_PERCENT)% of before; a table or store that is
+#     gone counts as 0 rows;
+#   - precious bytes, bytes of a memories folder: from at least MIN_BYTES to less than
+#     (100 - BYTES_PERCENT)% of before; a memories folder that lost every file;
+#   - a SOUL.md that is gone, or that shrank from more than SOUL_BYTES to SOUL_BYTES or less.
+shrink_findings() {
+  jq -c -n --argjson b "$1" --argjson a "$2" --argjson rows_pct "$3" --argjson bytes_pct "$4" \
+    --argjson min_rows "$5" --argjson min_bytes "$6" --argjson soul_bytes "$7" '
+    def dropped($before; $after; $pct; $min):
+      $before != null and $after != null and $before >= $min and ($after * 100) < ($before * (100 - $pct));
+    [
+      ($b.rows | to_entries[] | .key as $k | .value as $n | ($a.rows[$k] // 0) as $m
+        | select(dropped($n; $m; $rows_pct; $min_rows)) | {what: "rows of \($k)", before: $n, after: $m}),
+      # A count the new manifest no longer gives is taken as 0: a manifest cannot hide a drop by
+      # leaving a number out.
+      ($b.precious.files as $n | ($a.precious.files // 0) as $m
+        | select(dropped($n; $m; $rows_pct; $min_rows)) | {what: "precious files", before: $n, after: $m}),
+      ($b.precious.bytes as $n | ($a.precious.bytes // 0) as $m
+        | select(dropped($n; $m; $bytes_pct; $min_bytes)) | {what: "precious bytes", before: $n, after: $m}),
+      ($b.memories | to_entries[] | .key as $k | .value as $n | ($a.memories[$k] // {files: 0, bytes: 0}) as $m
+        | (select($n.files > 0 and $m.files == 0) | {what: "files of \($k)", before: $n.files, after: 0}),
+          (select($m.files > 0 and dropped($n.bytes; $m.bytes; $bytes_pct; $min_bytes))
+            | {what: "bytes of \($k)", before: $n.bytes, after: $m.bytes})),
+      ($b.souls | to_entries[] | .key as $k | .value as $n
+        | if ($a.souls | has($k) | not) then {what: "\($k) is gone", before: ($n // 1), after: 0}
+          elif $n != null and $a.souls[$k] != null and $n > $soul_bytes and $a.souls[$k] <= $soul_bytes
+          then {what: "bytes of \($k) (near empty)", before: $n, after: $a.souls[$k]}
+          else empty end)
+    ] | .[:50]'
 }

@@ -65,6 +65,15 @@ describe("agent-maintain refuses bad input with exit 2", () => {
     ["two modes at once", () => ["--config", config({}), "--observe", "--adopt"], /--observe and --adopt exclude each other/],
     ["an unknown object check", () => ["--config", config({ OBJECT_CHECK: "none" })], /OBJECT_CHECK: expected archives or data/],
     ["a keep-within of zero", () => ["--config", config({ KEEP_WITHIN: "0d" })], /KEEP_WITHIN must be at least 1/],
+    ["a ledger tenant that is not a tenant name", () => ["--config", config({ TENANT: "Acme;rm" })], /TENANT: refusing/],
+    ["a shrink percentage of 0", () => ["--config", config({ SHRINK_ROWS_PERCENT: "0" })], /SHRINK_ROWS_PERCENT must be between 1 and 100/],
+    ["a shrink percentage above 100", () => ["--config", config({ SHRINK_BYTES_PERCENT: "101" })], /SHRINK_BYTES_PERCENT must be between 1 and 100/],
+    ["a shrink minimum with a unit", () => ["--config", config({ SHRINK_MIN_BYTES: "1k" })], /SHRINK_MIN_BYTES/],
+    ["a negative shrink minimum", () => ["--config", config({ SHRINK_MIN_ROWS: "-1" })], /SHRINK_MIN_ROWS/],
+    ["a tiny manifest bound", () => ["--config", config({ MANIFEST_MAX_BYTES: "100" })], /MANIFEST_MAX_BYTES must be at least 4096/],
+    ["--release-pin without an archive", () => ["--config", config({}), "--release-pin"], /--release-pin needs an archive name/],
+    ["--release-pin of a path", () => ["--config", config({}), "--release-pin", "../state.json"], /--release-pin: refusing/],
+    ["--release-pin with another mode", () => ["--config", config({}), "--observe", "--release-pin", "acme-2026-01-01T00:00:00"], /exclude each other/],
   ];
   test.each(cases)("%s", (_what, args, message) => {
     const r = runScript("agent-maintain", args());

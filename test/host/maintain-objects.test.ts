@@ -8,54 +8,26 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startStorageBox, type StorageBox } from "../lib/storage-box";
 import {
+  type AdoptedTenant,
+  adoptedTenants,
   archiveList,
-  archiveName,
   archiveObjects,
-  createArchive,
   extractDigest,
-  initRepo,
   lastTransaction,
   repoNonce,
   repoSnapshot,
   runScript,
-  treeDigest,
-  writeMaintainConfig,
-  writeSourceTree,
-  type MaintainSetup,
 } from "../lib/maintain-fixtures";
 
 const attacks = ["deleteobj", "overwrite", "metadata"] as const;
 type Attack = (typeof attacks)[number];
 
-interface Tenant {
-  setup: MaintainSetup;
-  /** archive name -> digest of the tree it was made from */
-  sources: Record<string, Record<string, string>>;
-  trustedTx: number;
-}
-
 let box: StorageBox;
-const tenants = {} as Record<Attack, Tenant>;
+let tenants: Record<Attack, AdoptedTenant>;
 
 beforeAll(async () => {
   box = await startStorageBox({ tenants: [...attacks] });
-  const shared = Buffer.from("# SOUL\nthe persona every archive shares\n");
-  for (const tenant of attacks) {
-    initRepo(box, tenant);
-    const sources: Record<string, Record<string, string>> = {};
-    const src = path.join(box.dir, "client", `src-${tenant}`);
-    for (let d = 4; d >= 1; d--) {
-      const time = new Date(Date.now() - d * 86_400_000);
-      const name = archiveName(tenant, time);
-      writeSourceTree(src, shared, 64 * 1024);
-      sources[name] = treeDigest(src);
-      createArchive(box, tenant, src, name, time);
-    }
-    const setup = writeMaintainConfig(box, tenant);
-    const adopted = runScript("agent-maintain", ["--config", setup.config, "--adopt"]);
-    if (adopted.status !== 0) throw new Error(`adopt failed: ${adopted.stderr}`);
-    tenants[tenant] = { setup, sources, trustedTx: lastTransaction(box.tenants[tenant]!.repoPath) };
-  }
+  tenants = adoptedTenants(box, attacks, Buffer.from("# SOUL\nthe persona every archive shares\n"));
 }, 900_000);
 
 afterAll(async () => {

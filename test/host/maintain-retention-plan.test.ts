@@ -36,12 +36,12 @@ const DAY = 86400;
 const unitSeconds: Record<string, number> = { H: HOUR, d: DAY, w: 7 * DAY, m: 31 * DAY, y: 365 * DAY };
 const withinSeconds = (w: string) => Number(w.slice(0, -1)) * unitSeconds[w.slice(-1)]!;
 
-function plan(archives: Observed[], now: number, p: Policy): { keep: Planned[]; delete: Planned[] } {
+function plan(archives: Observed[], now: number, p: Policy, pinnedIds: string[] = []): { keep: Planned[]; delete: Planned[] } {
   const lib = path.join(scriptsUnderTest, "lib", "maintain.sh");
   const r = spawnSync(
     "bash",
     ["-c", 'set -euo pipefail; source "$1"; shift; retention_plan "$@"', "plan", lib, JSON.stringify(archives), String(now),
-      String(withinSeconds(p.within)), String(p.daily), String(p.weekly), String(p.monthly), NAME_RE],
+      String(withinSeconds(p.within)), String(p.daily), String(p.weekly), String(p.monthly), NAME_RE, JSON.stringify(pinnedIds)],
     { encoding: "utf8", env: { ...process.env, TZ: "UTC" } },
   );
   if (r.status !== 0) throw new Error(`retention_plan failed: ${r.stderr}`);
@@ -197,6 +197,18 @@ describe("across trusted runs", () => {
     const freshCheckpoint = archive(D + 6 * HOUR, r2, r1, `${name(D + 6 * HOUR)}.checkpoint.2`);
     const q = plan([recorded, latest, freshCheckpoint], r3, { within: "1H", daily: 1, weekly: 0, monthly: 0 });
     expect(q.keep.find((a) => a.name === freshCheckpoint.name)?.why).toBe("newest checkpoint");
+  });
+
+  test("a pinned archive (the shrink guard's) is kept, and takes no period's place: the rest of the plan is unchanged", () => {
+    const days = [6, 5, 4, 3, 2, 1].map((d) => archive(D - d * DAY + HOUR, r0, null));
+    const daily2 = { within: "1H", daily: 2, weekly: 0, monthly: 0 };
+    const unpinned = plan(days, r1, daily2);
+    const doomed = unpinned.delete.map((a) => a.name);
+    expect(doomed).toContain(days[2]!.name);
+    const pinned = plan(days, r1, daily2, [days[2]!.id, "f".repeat(64)]);
+    expect(pinned.keep.find((a) => a.name === days[2]!.name)?.why).toBe("pinned");
+    expect(pinned.keep.filter((a) => a.why !== "pinned")).toEqual(unpinned.keep);
+    expect(pinned.delete.map((a) => a.name)).toEqual(doomed.filter((n) => n !== days[2]!.name));
   });
 
   test("names that are not of the strict form are never planned for deletion", () => {

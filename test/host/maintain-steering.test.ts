@@ -13,12 +13,12 @@ import { startStorageBox, type StorageBox } from "../lib/storage-box";
 import {
   archiveList,
   archiveName,
+  archiveNewTree,
   createArchive,
   extractDigest,
   initRepo,
   repoSnapshot,
   runScript,
-  treeDigest,
   writeMaintainConfig,
   writeSourceTree,
   type MaintainSetup,
@@ -46,13 +46,8 @@ const state = (setup: MaintainSetup) =>
   JSON.parse(fs.readFileSync(setup.stateFile, "utf8")) as { version: number; seen_epoch: number; archives: StateArchive[] };
 
 /** A source tree of its own for each archive; returns its digest. */
-function makeArchive(tenant: string, name: string, when: Date): Record<string, string> {
-  const src = path.join(box.dir, "client", `src-${tenant}`);
-  writeSourceTree(src, Buffer.from(`# SOUL of ${name}\n`), 16 * 1024);
-  const digest = treeDigest(src);
-  createArchive(box, tenant, src, name, when);
-  return digest;
-}
+const makeArchive = (tenant: string, name: string, when: Date) =>
+  archiveNewTree(box, tenant, name, when, Buffer.from(`# SOUL of ${name}\n`), 16 * 1024);
 
 describe("retention is not steered by the host's names or clocks", () => {
   test("an archive stamped later on the day of a recorded daily never displaces it", () => {

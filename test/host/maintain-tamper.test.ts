@@ -11,53 +11,26 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startStorageBox, type StorageBox } from "../lib/storage-box";
 import {
+  type AdoptedTenant,
+  adoptedTenants,
   archiveName,
   archiveNames,
   createArchive,
   extractDigest,
-  initRepo,
-  lastTransaction,
   repoSnapshot,
   runScript,
-  treeDigest,
-  writeMaintainConfig,
   writeSourceTree,
-  type MaintainSetup,
 } from "../lib/maintain-fixtures";
 
 const attacks = ["delete", "prune", "flood", "future", "odd", "passphrase"] as const;
 type Attack = (typeof attacks)[number];
 
-interface Tenant {
-  setup: MaintainSetup;
-  /** archive name -> digest of the tree it was made from */
-  sources: Record<string, Record<string, string>>;
-  /** the newest transaction while the repository was still trusted */
-  trustedTx: number;
-}
-
 let box: StorageBox;
-const tenants = {} as Record<Attack, Tenant>;
+let tenants: Record<Attack, AdoptedTenant>;
 
 beforeAll(async () => {
   box = await startStorageBox({ tenants: [...attacks] });
-  const shared = Buffer.from("# SOUL\npersona\n");
-  for (const tenant of attacks) {
-    initRepo(box, tenant);
-    const sources: Record<string, Record<string, string>> = {};
-    const src = path.join(box.dir, "client", `src-${tenant}`);
-    for (let d = 4; d >= 1; d--) {
-      const time = new Date(Date.now() - d * 86_400_000);
-      const name = archiveName(tenant, time);
-      writeSourceTree(src, shared, 64 * 1024);
-      sources[name] = treeDigest(src);
-      createArchive(box, tenant, src, name, time);
-    }
-    const setup = writeMaintainConfig(box, tenant, { MAX_NEW_ARCHIVES_PER_DAY: "5" });
-    const adopted = runScript("agent-maintain", ["--config", setup.config, "--adopt"]);
-    if (adopted.status !== 0) throw new Error(`adopt failed: ${adopted.stderr}`);
-    tenants[tenant] = { setup, sources, trustedTx: lastTransaction(box.tenants[tenant]!.repoPath) };
-  }
+  tenants = adoptedTenants(box, attacks, Buffer.from("# SOUL\npersona\n"), { MAX_NEW_ARCHIVES_PER_DAY: "5" });
 }, 900_000);
 
 afterAll(async () => {

@@ -107,6 +107,46 @@ export function writeSourceTree(dir: string, shared: Buffer, uniqueBytes: number
   fs.writeFileSync(path.join(dir, "state.db"), randomBytes(uniqueBytes));
 }
 
+/** A new source tree (writeSourceTree) archived under `name` at `when`; returns the tree's digest. */
+export function archiveNewTree(box: StorageBox, tenant: string, name: string, when: Date, soul: Buffer, uniqueBytes: number): Record<string, string> {
+  const src = path.join(box.dir, "client", `src-${tenant}`);
+  writeSourceTree(src, soul, uniqueBytes);
+  const digest = treeDigest(src);
+  createArchive(box, tenant, src, name, when);
+  return digest;
+}
+
+export interface AdoptedTenant {
+  setup: MaintainSetup;
+  /** archive name -> digest of the tree it was made from */
+  sources: Record<string, Record<string, string>>;
+  /** the newest transaction while the repository was still trusted */
+  trustedTx: number;
+}
+
+/**
+ * The trusted starting point of the attack tests: for each tenant a repository with four daily
+ * archives (4 to 1 days old, 64 KiB of their own data, the same SOUL.md) and a maintenance config
+ * (`config` overrides its defaults) whose --adopt recorded them as the trusted baseline.
+ */
+export function adoptedTenants<T extends string>(box: StorageBox, tenants: readonly T[], soul: Buffer, config: Record<string, string> = {}): Record<T, AdoptedTenant> {
+  const out = {} as Record<T, AdoptedTenant>;
+  for (const tenant of tenants) {
+    initRepo(box, tenant);
+    const sources: Record<string, Record<string, string>> = {};
+    for (let d = 4; d >= 1; d--) {
+      const time = new Date(Date.now() - d * 86_400_000);
+      const name = archiveName(tenant, time);
+      sources[name] = archiveNewTree(box, tenant, name, time, soul, 64 * 1024);
+    }
+    const setup = writeMaintainConfig(box, tenant, config);
+    const adopted = runScript("agent-maintain", ["--config", setup.config, "--adopt"]);
+    if (adopted.status !== 0) throw new Error(`adopt failed: ${adopted.stderr}`);
+    out[tenant] = { setup, sources, trustedTx: lastTransaction(box.tenants[tenant]!.repoPath) };
+  }
+  return out;
+}
+
 /** relative path -> sha256 of every regular file under dir. */
 export function treeDigest(dir: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -300,4 +340,86 @@ export function expectedKept(archives: { name: string; time: Date }[], policy: R
     if (oldest !== undefined && count < n && !kept.has(oldest)) kept.add(oldest);
   }
   return kept;
+}
+
+/** What the manifest of a hand-made archive says about its home (see writeManifestTree). */
+export interface HomeFacts {
+  soul: string;
+  /** file name under memories/ -> content */
+  memories: Record<string, string>;
+  /** state.db table -> rows, as scripts/agent-side/collect counts them */
+  rows: Record<string, number>;
+  unclassified?: number;
+}
+
+/**
+ * A tree shaped like an agent-backup archive of a home with `facts`: SOUL.md, memories/, a
+ * state.db of a size that grows with its rows, and .agent-backup/manifest.json as
+ * scripts/agent-side/collect writes it (format 2 with sizes). `manifest` replaces the manifest's
+ * text, as a compromised host could.
+ */
+export function writeManifestTree(dir: string, archive: string, facts: HomeFacts, manifest?: string): void {
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(path.join(dir, "memories"), { recursive: true });
+  fs.mkdirSync(path.join(dir, ".agent-backup"));
+  const files: Record<string, Buffer> = { "SOUL.md": Buffer.from(facts.soul) };
+  for (const [name, text] of Object.entries(facts.memories)) files[`memories/${name}`] = Buffer.from(text);
+  const rows = Object.values(facts.rows).reduce((a, b) => a + b, 0);
+  files["state.db"] = randomBytes(4096 + rows * 64);
+  for (const [rel, data] of Object.entries(files)) fs.writeFileSync(path.join(dir, rel), data);
+  const checked = Object.keys(files).filter((rel) => rel !== "state.db");
+  const body = {
+    format: 2,
+    archive,
+    agentHome: "/home/hermes/.hermes",
+    agentUser: "hermes",
+    created: new Date().toISOString().slice(0, 19) + "Z",
+    classes: { precious: { files: Object.keys(files).length, bytes: Object.values(files).reduce((a, b) => a + b.length, 0) } },
+    excluded: {},
+    unclassifiedCount: facts.unclassified ?? 0,
+    unclassified: [],
+    sha256: Object.fromEntries(checked.map((rel) => [rel, createHash("sha256").update(files[rel]!).digest("hex")])),
+    sizes: Object.fromEntries(checked.map((rel) => [rel, files[rel]!.length])),
+    stores: [{ path: "state.db", integrity: "ok", tables: facts.rows }],
+    problems: [],
+    redactionMarker: "[REDACTED]",
+    paths: [...Object.keys(files), "memories", ".agent-backup", ".agent-backup/manifest.json"].sort(),
+  };
+  fs.writeFileSync(path.join(dir, ".agent-backup", "manifest.json"), manifest ?? JSON.stringify(body));
+}
+
+/** An archive of writeManifestTree(facts) under `name`, made at `when` through the push key. */
+export function archiveHome(box: StorageBox, tenant: string, name: string, when: Date, facts: HomeFacts, manifest?: string): void {
+  const src = path.join(box.dir, "client", `home-${tenant}`);
+  writeManifestTree(src, name, facts, manifest);
+  createArchive(box, tenant, src, name, when);
+}
+
+/** The recoverability ledger agent-maintain writes (STATE_DIR/ledger.json); see docs/FLEET-LEDGER.md. */
+export interface Ledger {
+  format: number;
+  tenant: string;
+  updated: string;
+  mode: string;
+  ok: boolean;
+  archives: number;
+  newestArchive: { name: string; time: string; firstSeen: string } | null;
+  repo: { uniqueCsize: number; totalSize: number } | null;
+  tamper: { verdict: string; checked: string; objectsChecked: boolean; findings: string[] } | null;
+  unclassified: { archive: string; count: number } | null;
+  shrink: { verdict: string; archive: string | null; previous: string | null; findings: { what: string; before: number; after: number }[]; reason?: string };
+  pins: { archive: string; id: string; reason: string; since: string }[];
+}
+
+export const readLedger = (setup: MaintainSetup): Ledger => JSON.parse(fs.readFileSync(path.join(setup.stateDir, "ledger.json"), "utf8")) as Ledger;
+
+/** ledger-history.jsonl, one object per run. */
+export const readLedgerHistory = (setup: MaintainSetup): Record<string, unknown>[] =>
+  fs.readFileSync(path.join(setup.stateDir, "ledger-history.jsonl"), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+
+/** The value of one metric of agent-maintain-ledger-<tenant>.prom, or undefined when absent. */
+export function ledgerMetric(setup: MaintainSetup, tenant: string, name: string): number | undefined {
+  const text = fs.readFileSync(path.join(setup.metricsDir, `agent-maintain-ledger-${tenant}.prom`), "utf8");
+  const line = text.split("\n").find((l) => l.startsWith(`agent_maintain_${name}{`));
+  return line === undefined ? undefined : Number(line.split(" ").pop());
 }

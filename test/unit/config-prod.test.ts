@@ -7,9 +7,10 @@ import { RawProdConfig, boxLimitProblems, parseProdConfig, storageBoxHostKeys } 
 const privateKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
 const agentHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDTa5sUAF6DO77KL8r2sspbOzivK3AxZHSI7hUkU0bQ5";
 
-function tenant(name: string): Record<string, any> {
+function tenant(name: string, box = "fsn-a"): Record<string, any> {
   return {
     name,
+    box,
     host: { address: `${name}.agents.example.com`, user: "ubuntu", provider: "aws", agentHome: "/home/hermes/.hermes", hostKey: agentHostKey },
     schedule: "*-*-* 03:17:00",
   };
@@ -17,8 +18,13 @@ function tenant(name: string): Record<string, any> {
 
 function good(): RawProdConfig & { storage: any; tenants: any[]; vault: any; hostPrivateKeys: any } {
   return {
-    storage: { location: "fsn1", boxType: "bx21", snapshots: { hour: 2, minute: 30, keep: 14 } },
-    tenants: [tenant("acme"), tenant("globex")],
+    storage: {
+      boxes: [
+        { name: "fsn-a", location: "fsn1", boxType: "bx21", snapshots: { hour: 2, minute: 30, keep: 14 } },
+        { name: "hel-b", location: "hel1", boxType: "bx11", snapshots: { hour: 3, minute: 0, keep: 7 } },
+      ],
+    },
+    tenants: [tenant("acme"), tenant("globex", "hel-b")],
     vault: { replicaRegion: "eu-west-1" },
     hostPrivateKeys: { acme: privateKey, globex: privateKey },
     awsRegion: "eu-central-1",
@@ -39,10 +45,10 @@ describe("a good config", () => {
   test("is accepted, with the documented defaults", () => {
     const c = parseProdConfig(good());
     expect(c.storage).toEqual({
-      name: "agent-backups", location: "fsn1", boxType: "bx21", snapshots: { hour: 2, minute: 30, keep: 14 },
+      boxes: good().storage.boxes,
       remoteBorg: "borg-1.4", port: 23, repoPathOnBox: "/home/borg", hostKeys: storageBoxHostKeys,
     });
-    expect(c.tenants[0]).toEqual({ ...tenant("acme"), host: { ...tenant("acme").host, port: 22 }, retention: { daily: 7, weekly: 4, monthly: 6 } });
+    expect(c.tenants[0]).toEqual({ ...tenant("acme"), generation: 1, retired: [], host: { ...tenant("acme").host, port: 22 }, retention: { daily: 7, weekly: 4, monthly: 6 } });
     expect(c.vault).toEqual({ replicaRegion: "eu-west-1", namePrefix: "agent-backups/" });
   });
   test("partial retention keeps the other defaults", () => {
@@ -56,10 +62,23 @@ type Mutate = (c: ReturnType<typeof good>) => void;
 // Each bad config: what is wrong, how, the field the error must name, and a word the message must hold.
 const badConfigs: [string, Mutate, string, RegExp][] = [
   ["storage missing", (c) => { c.storage = undefined; }, "agent-backups:storage", /missing/],
-  ["storage.location missing", (c) => { delete c.storage.location; }, "agent-backups:storage.location", /missing/],
-  ["snapshot hour a string", (c) => { c.storage.snapshots.hour = "3"; }, "agent-backups:storage.snapshots.hour", /expected number/],
-  ["snapshot minute out of range", (c) => { c.storage.snapshots.minute = 60; }, "agent-backups:storage.snapshots.minute", /59/],
-  ["snapshot day field set (not daily)", (c) => { c.storage.snapshots.dayOfWeek = 3; }, "agent-backups:storage.snapshots.dayOfWeek", /unknown field/],
+  ["storage in the old one-box shape", (c) => { c.storage = { location: "fsn1", boxType: "bx21", snapshots: { hour: 2, minute: 30, keep: 14 } }; }, "agent-backups:storage.boxes", /missing/],
+  ["no boxes", (c) => { c.storage.boxes = []; }, "agent-backups:storage.boxes", /at least one Storage Box/],
+  ["a box's location missing", (c) => { delete c.storage.boxes[1].location; }, "agent-backups:storage.boxes[1].location", /missing/],
+  ["a box name with a dot", (c) => { c.storage.boxes[0].name = "fsn.a"; }, "agent-backups:storage.boxes[0].name", /refusing/],
+  ["duplicate box names", (c) => { c.storage.boxes[1].name = "fsn-a"; }, "agent-backups:storage.boxes[1].name", /duplicate box name "fsn-a"/],
+  ["snapshot hour a string", (c) => { c.storage.boxes[0].snapshots.hour = "3"; }, "agent-backups:storage.boxes[0].snapshots.hour", /expected number/],
+  ["snapshot minute out of range", (c) => { c.storage.boxes[1].snapshots.minute = 60; }, "agent-backups:storage.boxes[1].snapshots.minute", /59/],
+  ["snapshot day field set (not daily)", (c) => { c.storage.boxes[0].snapshots.dayOfWeek = 3; }, "agent-backups:storage.boxes[0].snapshots.dayOfWeek", /unknown field/],
+  ["a tenant without a box", (c) => { delete c.tenants[1].box; }, "agent-backups:tenants[1].box", /required: the name of the tenant's Storage Box/],
+  ["a tenant on a box that is not configured", (c) => { c.tenants[0].box = "nbg-c"; }, "agent-backups:tenants[0].box", /no box named "nbg-c" in agent-backups:storage.boxes \(boxes: fsn-a, hel-b\)/],
+  ["a retired repository on a box that is not configured", (c) => { c.tenants[0].retired = [{ box: "old", generation: 1 }]; }, "agent-backups:tenants[0].retired[0].box", /no box named "old"/],
+  ["generation 0", (c) => { c.tenants[0].generation = 0; }, "agent-backups:tenants[0].generation", />=1|too small/i],
+  ["generation not an integer", (c) => { c.tenants[0].generation = 1.5; }, "agent-backups:tenants[0].generation", /int/i],
+  ["the current repository also listed as retired", (c) => { c.tenants[0].retired = [{ box: "fsn-a", generation: 1 }]; }, "agent-backups:tenants[0].retired[0]", /box "fsn-a" generation 1 is already the current repository/],
+  ["one retired repository listed twice", (c) => { c.tenants[0].generation = 3; c.tenants[0].retired = [{ box: "fsn-a", generation: 1 }, { box: "fsn-a", generation: 1 }]; }, "agent-backups:tenants[0].retired[1]", /already retired\[0\]/],
+  ["the current generation below a retired one on the same box", (c) => { c.tenants[0].retired = [{ box: "fsn-a", generation: 2 }]; }, "agent-backups:tenants[0].generation", /generation 1 on box "fsn-a" is below retired generation 2 there: a generation never goes back \(use 3 or more\)/],
+  ["a retired entry with a typo", (c) => { c.tenants[0].retired = [{ box: "hel-b", generaton: 1 }]; }, "agent-backups:tenants[0].retired[0].generaton", /unknown field/],
   ["remote borg with a shell command", (c) => { c.storage.remoteBorg = "borg-1.4; sh"; }, "agent-backups:storage.remoteBorg", /refusing/],
   ["repo path with ..", (c) => { c.storage.repoPathOnBox = "/home/../borg"; }, "agent-backups:storage.repoPathOnBox", /refusing/],
   ["host key with an option smuggled in", (c) => { c.storage.hostKeys = [`command="sh" ${storageBoxHostKeys[0]}`]; }, "agent-backups:storage.hostKeys[0]", /refusing/],
@@ -111,7 +130,7 @@ describe("bad configs are refused, each error naming the stack key and field", (
     const raw = good();
     raw.tenants[0].host.provider = "hetzner";
     raw.tenants[1].schedule = "*-*-* 02:61";
-    raw.storage.snapshots.keep = 0;
+    raw.storage.boxes[0].snapshots.keep = 0;
     const problems = problemsOf(raw);
     expect(problems).toHaveLength(3);
     for (const p of problems) expect(p).not.toContain("\n");
@@ -132,19 +151,55 @@ describe("bad configs are refused, each error naming the stack key and field", (
   });
 });
 
-describe("the config against the box type's limits", () => {
+describe("the config against each box type's limits", () => {
   const config = () => parseProdConfig(good());
+  const roomy = { automaticSnapshotLimit: 20, subaccountsLimit: 100 };
   test("fits: no problem", () => {
-    expect(boxLimitProblems(config(), { automaticSnapshotLimit: 14, subaccountsLimit: 2 })).toEqual([]);
+    expect(boxLimitProblems(config(), { bx21: { automaticSnapshotLimit: 14, subaccountsLimit: 1 }, bx11: { automaticSnapshotLimit: 7, subaccountsLimit: 1 } })).toEqual([]);
   });
-  test("more snapshots than the type keeps, more tenants than it has sub-accounts: one line each, naming the key", () => {
-    expect(boxLimitProblems(config(), { automaticSnapshotLimit: 10, subaccountsLimit: 1 })).toEqual([
-      "agent-backups:storage.snapshots.keep: 14 automatic snapshots, but box type bx21 keeps at most 10",
-      "agent-backups:tenants: 2 tenants need as many sub-accounts, but box type bx21 allows at most 1",
+  test("a box over its type's limits is named, one line per problem; the other box passes", () => {
+    expect(boxLimitProblems(config(), { bx21: { automaticSnapshotLimit: 10, subaccountsLimit: 0 }, bx11: roomy })).toEqual([
+      'agent-backups:storage.boxes[0].snapshots.keep: box "fsn-a": 14 automatic snapshots, but box type bx21 keeps at most 10',
+      'agent-backups:storage.boxes[0]: box "fsn-a": 1 repository needs as many sub-accounts (1 current, 0 retired), but box type bx21 allows at most 0',
     ]);
   });
-  test("no limits from the API is a problem, not a pass", () => {
-    expect(boxLimitProblems(config(), {} as never)).toEqual(["agent-backups:storage.boxType: the API gave no limits for box type bx21"]);
+  test("retired repositories count against their box's sub-accounts, tenants on other boxes do not", () => {
+    const raw = good();
+    raw.tenants.push(tenant("initech"));
+    raw.hostPrivateKeys.initech = privateKey;
+    // acme moved from hel-b to fsn-a; its old repository stays on hel-b, frozen.
+    raw.tenants[0].retired = [{ box: "hel-b", generation: 1 }];
+    const c = parseProdConfig(raw);
+    expect(boxLimitProblems(c, { bx21: { automaticSnapshotLimit: 20, subaccountsLimit: 2 }, bx11: { automaticSnapshotLimit: 20, subaccountsLimit: 1 } })).toEqual([
+      'agent-backups:storage.boxes[1]: box "hel-b": 2 repositories need as many sub-accounts (1 current, 1 retired), but box type bx11 allows at most 1',
+    ]);
+    expect(boxLimitProblems(c, { bx21: { automaticSnapshotLimit: 20, subaccountsLimit: 2 }, bx11: { automaticSnapshotLimit: 20, subaccountsLimit: 2 } })).toEqual([]);
+  });
+  test("no limits from the API for a type is a problem naming the box, not a pass", () => {
+    expect(boxLimitProblems(config(), { bx21: roomy })).toEqual(['agent-backups:storage.boxes[1].boxType: box "hel-b": the API gave no limits for box type bx11']);
+    expect(boxLimitProblems(config(), { bx21: roomy, bx11: {} as never })).toEqual(['agent-backups:storage.boxes[1].boxType: box "hel-b": the API gave no limits for box type bx11']);
+  });
+});
+
+describe("repository generations in the config", () => {
+  test("a rekey: generation 2 current, generation 1 retired on the same box", () => {
+    const raw = good();
+    raw.tenants[0].generation = 2;
+    raw.tenants[0].retired = [{ box: "fsn-a", generation: 1 }];
+    const t = parseProdConfig(raw).tenants[0]!;
+    expect([t.box, t.generation, t.retired]).toEqual(["fsn-a", 2, [{ box: "fsn-a", generation: 1 }]]);
+  });
+  test("a retired generation above the current one is fine on another box (a move back)", () => {
+    const raw = good();
+    raw.tenants[0].generation = 2;
+    raw.tenants[0].retired = [{ box: "fsn-a", generation: 1 }, { box: "hel-b", generation: 5 }];
+    expect(parseProdConfig(raw).tenants[0]!.retired).toHaveLength(2);
+  });
+  test("a move: the same generation number on another box is another repository", () => {
+    const raw = good();
+    raw.tenants[1].box = "fsn-a";
+    raw.tenants[1].retired = [{ box: "hel-b", generation: 1 }];
+    expect(parseProdConfig(raw).tenants[1]!.retired).toEqual([{ box: "hel-b", generation: 1 }]);
   });
 });
 

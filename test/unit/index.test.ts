@@ -39,11 +39,11 @@ function runIndex(stack: string, config: Record<string, string>) {
 }
 
 describe("index.ts under ts-node (CommonJS), as `pulumi up` runs it", () => {
-  test("stack prod: runs the prod program and exports exactly tenants, drillAccess, vaultSecretArns", () => {
+  test("stack prod: runs the prod program and exports exactly boxes, tenants, drillAccess, vaultSecretArns", () => {
     const r = runIndex("prod", prodConfig(["acme"]));
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout.trim().split("\n").pop() as string);
-    expect(out.outputs).toEqual(["drillAccess", "tenants", "vaultSecretArns"]);
+    expect(out.outputs).toEqual(["boxes", "drillAccess", "tenants", "vaultSecretArns"]);
     expect(out.types).toContain("hcloud:index/storageBox:StorageBox");
     expect(out.types).not.toContain("aws:ec2/instance:Instance");
   });

@@ -2,7 +2,7 @@
 // the roles' own (an inherited property such as toString) must never render a line: it would have
 // no --append-only and so give full access.
 import { describe, expect, test } from "vitest";
-import { forcedCommand, isKeyRoleName, keyRoleNames, renderAuthorizedKeys, renderKeyLine, type KeyRoleName } from "../../components/key-roles";
+import { forcedCommand, isKeyRoleName, keyRoleNames, renderAuthorizedKeys, renderKeyLine, retiredKeyRoleNames, type KeyRoleName } from "../../components/key-roles";
 
 const publicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIICf9svRenC/PLKIL9nk6K/pxQgoiFC41wTNvoIncOxs";
 const line = (role: string) =>
@@ -45,5 +45,19 @@ describe("renderAuthorizedKeys", () => {
     const keys = { push: publicKey, drill: publicKey, maintenance: publicKey, toString: publicKey } as unknown as Record<KeyRoleName, string>;
     const text = renderAuthorizedKeys("acme", keys, "borg-1.4", "/home/borg");
     expect(text.split("\n").filter(Boolean).map((l) => l.split(" ").pop())).toEqual(["push@acme", "drill@acme", "maintenance@acme"]);
+  });
+
+  test("a retired repository's file: the maintenance line only, though every key is at hand", () => {
+    expect(retiredKeyRoleNames).toEqual(["maintenance"]);
+    const keys = { push: publicKey, drill: publicKey, maintenance: publicKey };
+    expect(renderAuthorizedKeys("acme", keys, "borg-1.4", "/home/borg", retiredKeyRoleNames)).toBe(
+      `command="borg-1.4 serve --restrict-to-repository /home/borg",restrict ${publicKey} maintenance@acme\n`,
+    );
+  });
+
+  test("a role without a key, an unknown role, or no role at all is refused, never an empty or partial file", () => {
+    expect(() => renderAuthorizedKeys("acme", { maintenance: publicKey }, "borg-1.4", "/home/borg")).toThrow(/no public key for "push", "drill"/);
+    expect(() => renderAuthorizedKeys("acme", { maintenance: publicKey }, "borg-1.4", "/home/borg", ["toString" as KeyRoleName])).toThrow(/no public key for "toString"/);
+    expect(() => renderAuthorizedKeys("acme", { maintenance: publicKey }, "borg-1.4", "/home/borg", [])).toThrow(/without any key/);
   });
 });

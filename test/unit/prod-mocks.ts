@@ -40,36 +40,64 @@ function sshString(b: Buffer): Buffer {
   return Buffer.concat([len, b]);
 }
 
-/** A real ed25519 key pair in the formats @pulumi/tls outputs. */
-export function ed25519Key(): { publicKeyOpenssh: string; privateKeyOpenssh: string; publicKeyFingerprintSha256: string } {
-  const { publicKey } = crypto.generateKeyPairSync("ed25519");
+/** 32 bytes derived from a name: mock values that depend on the resource alone, not on the run. */
+function seedOf(name: string, purpose: string): Buffer {
+  return crypto.createHash("sha256").update(`${purpose}\0${name}`).digest();
+}
+
+/**
+ * A real ed25519 key pair in the formats @pulumi/tls outputs; from `seed` when given (the same seed,
+ * the same key: a resource keeps its key from one mocked run to the next, as in a real state).
+ */
+export function ed25519Key(seed?: string): { publicKeyOpenssh: string; privateKeyOpenssh: string; publicKeyFingerprintSha256: string } {
+  const publicKey =
+    seed === undefined
+      ? crypto.generateKeyPairSync("ed25519").publicKey
+      : crypto.createPublicKey(crypto.createPrivateKey({ key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seedOf(seed, "key")]), format: "der", type: "pkcs8" }));
   const raw = publicKey.export({ format: "der", type: "spki" }).subarray(-32);
   const blob = Buffer.concat([sshString(Buffer.from("ssh-ed25519")), sshString(raw)]);
   const fingerprint = crypto.createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
   return {
     publicKeyOpenssh: `ssh-ed25519 ${blob.toString("base64")}\n`,
-    privateKeyOpenssh: `-----BEGIN OPENSSH PRIVATE KEY-----\n${crypto.randomBytes(96).toString("base64")}\n-----END OPENSSH PRIVATE KEY-----\n`,
+    privateKeyOpenssh: `-----BEGIN OPENSSH PRIVATE KEY-----\n${(seed === undefined ? crypto.randomBytes(96) : Buffer.concat([seedOf(seed, "private"), seedOf(seed, "private2"), seedOf(seed, "private3")])).toString("base64")}\n-----END OPENSSH PRIVATE KEY-----\n`,
     publicKeyFingerprintSha256: `SHA256:${fingerprint}`,
   };
 }
 
-export const mockBox = { id: "4242", username: "u4242", server: "u4242.your-storagebox.de" };
+/**
+ * What the mock API gives a Storage Box: an id, main user and server derived from the box's name,
+ * so that they do not depend on the order resources are registered in (as in a real stack, where
+ * they come from the state).
+ */
+export function mockBoxFor(name: string): { id: string; username: string; server: string } {
+  const id = name === "agent-backups" ? "4242" : String(10000 + (parseInt(crypto.createHash("sha256").update(name).digest("hex").slice(0, 8), 16) % 90000));
+  return { id, username: `u${id}`, server: `u${id}.your-storagebox.de` };
+}
+/** The box the single-box tests use (Hetzner name "agent-backups"). */
+export const mockBox = mockBoxFor("agent-backups");
+
+/** A sub-account's user, derived from its box and its resource name (stable, like the state's). */
+export function mockSubaccountUser(boxId: string | number, resourceName: string): string {
+  return `u${boxId}-sub${parseInt(crypto.createHash("sha256").update(resourceName).digest("hex").slice(0, 8), 16)}`;
+}
 /** What the mock says of every Storage Box type (the real numbers are the API's, per type). */
 export const mockBoxTypeLimits = { automaticSnapshotLimit: 20, subaccountsLimit: 100, snapshotLimit: 20 };
 export const mockKeyExport = "BORG_KEY 0123456789abcdef\nhqlhbGdvcml0aG2mc2hhMjU2\n";
 
-function mockState(type: string, name: string, inputs: Record<string, any>, counters: Map<string, number>): { id: string; state: Record<string, any> } {
-  const n = (counters.get(type) ?? 0) + 1;
-  counters.set(type, n);
+function mockState(type: string, name: string, inputs: Record<string, any>): { id: string; state: Record<string, any> } {
   switch (type) {
-    case "hcloud:index/storageBox:StorageBox":
-      return { id: mockBox.id, state: { ...inputs, username: mockBox.username, server: mockBox.server } };
-    case "hcloud:index/storageBoxSubaccount:StorageBoxSubaccount":
-      return { id: `${mockBox.id}/${n}`, state: { ...inputs, username: `${mockBox.username}-sub${n}`, server: `${mockBox.username}-sub${n}.your-storagebox.de` } };
+    case "hcloud:index/storageBox:StorageBox": {
+      const box = mockBoxFor(String(inputs.name));
+      return { id: box.id, state: { ...inputs, username: box.username, server: box.server } };
+    }
+    case "hcloud:index/storageBoxSubaccount:StorageBoxSubaccount": {
+      const user = mockSubaccountUser(inputs.storageBoxId, name);
+      return { id: `${inputs.storageBoxId}/${user.split("-sub")[1]}`, state: { ...inputs, username: user, server: `${user}.your-storagebox.de` } };
+    }
     case "tls:index/privateKey:PrivateKey":
-      return { id: `${name}-id`, state: { ...inputs, ...ed25519Key() } };
+      return { id: `${name}-id`, state: { ...inputs, ...ed25519Key(name) } };
     case "random:index/randomPassword:RandomPassword":
-      return { id: `${name}-id`, state: { ...inputs, result: crypto.randomBytes(24).toString("hex") } };
+      return { id: `${name}-id`, state: { ...inputs, result: seedOf(name, "password").subarray(0, 24).toString("hex") } };
     case "command:remote:Command":
       return { id: `${name}-id`, state: { ...inputs, stdout: name.endsWith("-key-export") ? mockKeyExport : "", stderr: "" } };
     case "aws:secretsmanager/secret:Secret":
@@ -107,11 +135,10 @@ export async function runMocked<T>(
 ): Promise<MockRun<T>> {
   const invokes: MockRun<T>["invokes"] = [];
   const inputs = new Map<string, { inputs: Record<string, any>; custom: boolean; state: Record<string, any> }>();
-  const counters = new Map<string, number>();
   await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
-        const result = mockState(args.type, args.name, args.inputs, counters);
+        const result = mockState(args.type, args.name, args.inputs);
         result.state = { ...result.state, ...opts.state?.(args.type, args.name, args.inputs) };
         inputs.set(`${args.type}::${args.name}`, { inputs: args.inputs, custom: args.custom ?? true, state: result.state });
         return result;
@@ -185,17 +212,33 @@ export const mockAgentHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDTa5sUAF6D
 /** A syntactically valid host private key for config. */
 export const mockHostPrivateKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
 
-/** A valid prod stack config (full keys, JSON values) for `tenants`; hostPrivateKeys is the secret key. */
-export const prodConfig = (tenants: string[]): Record<string, string> => ({
-  "aws:region": "eu-central-1",
-  "agent-backups:storage": JSON.stringify({ location: "fsn1", boxType: "bx21", snapshots: { hour: 2, minute: 30, keep: 14 } }),
-  "agent-backups:tenants": JSON.stringify(
-    tenants.map((name) => ({
-      name,
-      host: { address: `${name}.agents.example.com`, user: "ubuntu", provider: "aws", agentHome: "/home/hermes/.hermes", hostKey: mockAgentHostKey },
-      schedule: "*-*-* 03:17:00",
-    })),
-  ),
-  "agent-backups:vault": JSON.stringify({ replicaRegion: "eu-west-1" }),
-  "agent-backups:hostPrivateKeys": JSON.stringify(Object.fromEntries(tenants.map((t) => [t, mockHostPrivateKey]))),
-});
+/** A tenant of a test config: a name (on the first box), or the name with its repository fields. */
+export type MockTenant = string | { name: string; box?: string; generation?: number; retired?: { box: string; generation: number }[] };
+/** A box of a test config. */
+export interface MockBoxConfig { name: string; location?: string; boxType?: string; keep?: number }
+
+/**
+ * A valid prod stack config (full keys, JSON values) for `tenants` on `boxes` (default: one box,
+ * "agent-backups"); a tenant given by name alone lives on the first box. hostPrivateKeys is the secret key.
+ */
+export const prodConfig = (tenants: MockTenant[], boxes: MockBoxConfig[] = [{ name: "agent-backups" }]): Record<string, string> => {
+  const ts = tenants.map((t) => (typeof t === "string" ? { name: t } : t));
+  return {
+    "aws:region": "eu-central-1",
+    "agent-backups:storage": JSON.stringify({
+      boxes: boxes.map((b) => ({ name: b.name, location: b.location ?? "fsn1", boxType: b.boxType ?? "bx21", snapshots: { hour: 2, minute: 30, keep: b.keep ?? 14 } })),
+    }),
+    "agent-backups:tenants": JSON.stringify(
+      ts.map((t) => ({
+        name: t.name,
+        box: t.box ?? boxes[0]!.name,
+        ...(t.generation === undefined ? {} : { generation: t.generation }),
+        ...(t.retired === undefined ? {} : { retired: t.retired }),
+        host: { address: `${t.name}.agents.example.com`, user: "ubuntu", provider: "aws", agentHome: "/home/hermes/.hermes", hostKey: mockAgentHostKey },
+        schedule: "*-*-* 03:17:00",
+      })),
+    ),
+    "agent-backups:vault": JSON.stringify({ replicaRegion: "eu-west-1" }),
+    "agent-backups:hostPrivateKeys": JSON.stringify(Object.fromEntries(ts.map((t) => [t.name, mockHostPrivateKey]))),
+  };
+};
