@@ -96,6 +96,25 @@ describe("agent-restore", () => {
     expect(restoreOut).toMatch(/Approved pairings were restored/);
   });
 
+  test("the closing summary is read from the checked tree before the swap, never from the home the agent may change", () => {
+    const dir = path.join(work, "summary");
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, "OLD-HOME"), "old");
+    // yq reads the summary's config.yaml: a wrapper notes where it ran and what the target held then.
+    const bin = tempDir();
+    const log = path.join(bin, "log");
+    const realYq = spawnSync("sh", ["-c", "command -v yq"], { encoding: "utf8" }).stdout.trim();
+    expect(realYq).not.toBe("");
+    fs.writeFileSync(path.join(bin, "yq"), `#!/bin/sh\necho "$(pwd -P) $([ -e '${dir}/OLD-HOME' ] && echo old-home || echo new-home)" >>'${log}'\nexec '${realYq}' "$@"\n`, { mode: 0o755 });
+    const r = runScript("agent-restore", ["--config", config, "--target", dir, "--force"], { ...box.clientEnv, PATH: `${bin}:${process.env.PATH}` });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/hermes mcp login github/);
+    const calls = fs.readFileSync(log, "utf8").trim().split("\n");
+    expect(calls.length).toBeGreaterThan(0);
+    for (const c of calls) expect(c).toMatch(new RegExp(`^${work}/\\.agent-restore\\.\\S+ old-home$`));
+    expect(fs.existsSync(path.join(dir, "OLD-HOME"))).toBe(false);
+  });
+
   test("agent-verify --json reports every check healthy on the restored home", () => {
     const r = runScript("agent-verify", ["--home", target, "--json", "--agent-check", "/bin/true"]);
     expect(r.status, r.stdout + r.stderr).toBe(0);

@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { agentUser, cleanupTemp, makeAgentHome, runScript, sql, startWriter, tempDir } from "../lib/agent-home";
+import { agentUser, chownToAgent, cleanupTemp, makeAgentHome, runScript, sql, tempDir } from "../lib/agent-home";
 import { scriptsDir, startStorageBox, type StorageBox } from "../lib/storage-box";
 
 let box: StorageBox;
@@ -277,16 +277,145 @@ describe("agent-restore killed, and onto a live home", () => {
   });
 
   test("--force onto a home a running agent holds open is refused, unless told to stop the agent", async () => {
-    const writer = await startWriter(live, { rate: 20 });
+    // The agent: a process of the agent's user with state.db open (held until stopped).
+    const u = agentUser();
+    const agent = spawn("python3", ["-c", "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1])\nc.execute('SELECT 1 FROM sqlite_schema').fetchall()\ntime.sleep(300)", path.join(live, "state.db")], {
+      uid: u.uid, gid: u.gid, stdio: "ignore",
+    });
+    const exited = new Promise<void>((r) => agent.once("exit", () => r()));
+    const holds = () => fs.readdirSync(`/proc/${agent.pid}/fd`).some((fd) => {
+      try { return fs.readlinkSync(`/proc/${agent.pid}/fd/${fd}`) === path.join(live, "state.db"); } catch { return false; }
+    });
+    // Bounded: 200 x 50 ms for the store to be open.
+    for (let i = 0; i < 200 && agent.exitCode === null && !holds(); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(holds()).toBe(true);
     try {
       const refused = runScript("agent-restore", ["--config", config, "--target", live, "--force"], box.clientEnv);
-      expect(refused.status).toBe(2);
+      expect(refused.status, refused.stderr).toBe(2);
       expect(refused.stderr).toMatch(/processes hold files of .* open \(pids .*\): stop the agent first/);
       const stopped = runScript("agent-restore", ["--config", config, "--target", live, "--force", "--stop-agent"], box.clientEnv);
       expect(stopped.status, stopped.stderr).toBe(0);
-      expect(stopped.stderr).toMatch(/stopping the processes that hold/);
+      expect(stopped.stderr).toMatch(new RegExp(`stopping the processes that hold .*: ${agent.pid} \\(SIGTERM\\)`));
+      await exited;
     } finally {
-      await writer.stop();
+      if (agent.exitCode === null && agent.signalCode === null) process.kill(agent.pid!, "SIGTERM");
     }
+  });
+});
+
+describe("--path, --list-files and --diff on crafted archives", () => {
+  const drill = () => {
+    const t = box.tenants.acme!;
+    return ["--repo", t.repoUrl, "--ssh-key", t.keys.drill, "--known-hosts", box.knownHosts, "--passphrase-file", t.passphraseFile];
+  };
+  const hostileName = "acme-2026-01-01T00:00:05";
+  const ESC = "\u001b";
+
+  beforeAll(() => importCrafted(hostileName, [...hostile(hostileName), { name: `memories/${ESC}[31mred.md`, data: "red" }]));
+
+  test("a symlink member on the requested path, or a `..` member below it, is never restored, even with --skip-unsafe", () => {
+    for (const [p, extra] of [["lnk", []], ["lnk", ["--skip-unsafe"]], ["lnk/inside", ["--skip-unsafe"]], ["a", ["--skip-unsafe"]]] as const) {
+      const parent = tempDir();
+      const r = restore(hostileName, path.join(parent, "t"), ["--path", p, ...extra]);
+      expect(r.status, `${p} ${extra.join(" ")}`).toBe(1);
+      expect(r.stderr).toMatch(extra.length ? new RegExp(`--path ${p}: .* holds it as an unsafe member`) : /members agent-backup never writes/);
+      expect(fs.readdirSync(parent)).toEqual([]);
+    }
+    const traversal = restore(hostileName, path.join(tempDir(), "t"), ["--path", "a/../../escape1", "--skip-unsafe"]);
+    expect(traversal.status).toBe(2);
+    expect(listing(outside)).toBe(outsideListing);
+  });
+
+  test("--skip-unsafe --path takes only the safe member asked for, the agent's, private, nothing outside", () => {
+    const parent = tempDir();
+    const target = path.join(parent, "t");
+    const r = restore(hostileName, target, ["--path", "memories/MEMORY.md", "--skip-unsafe"]);
+    expect(r.status, r.stderr).toBe(0);
+    const found = spawnSync("find", [target, "-printf", "%y %m %u %P\\n"], { encoding: "utf8" }).stdout.trim().split("\n").sort();
+    const u = agentUser().name;
+    expect(found).toEqual([`d 700 ${u} `, `d 700 ${u} memories`, `f 600 ${u} memories/MEMORY.md`]);
+    expect(listing(outside)).toBe(outsideListing);
+  });
+
+  test("a live home whose folder the agent swapped for a symlink: nothing is restored through it", () => {
+    const live = path.join(tempDir(), "home");
+    fs.mkdirSync(live);
+    fs.writeFileSync(path.join(live, "SOUL.md"), "live soul\n");
+    fs.symlinkSync(outside, path.join(live, "memories"));
+    chownToAgent(live);
+    const r = restore(hostileName, live, ["--path", "memories/MEMORY.md", "--skip-unsafe", "--into-live"]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/memories is a symlink: refusing to restore through it/);
+    expect(fs.readlinkSync(path.join(live, "memories"))).toBe(outside);
+    expect(listing(outside)).toBe(outsideListing);
+  });
+
+  test("--list-files marks the unsafe members and prints every name escaped", () => {
+    const r = runScript("agent-restore", [...drill(), "--archive", hostileName, "--list-files"], box.clientEnv);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).not.toContain(ESC);
+    expect(r.stdout).toMatch(/UNSAFE \(symlink\), never restored {2}lnk$/m);
+    expect(r.stdout).toMatch(/UNSAFE \(path\), never restored {2}a\/\.\.\/\.\.\/escape1$/m);
+    expect(r.stdout).toContain(String.raw`"memories/\u001b[31mred.md"`);
+    expect(r.stdout).toMatch(/dangerous:allowlist, not restored {2}\.env$/m);
+    const j = runScript("agent-restore", [...drill(), "--archive", hostileName, "--list-files", "--json"], box.clientEnv);
+    const rows = j.stdout.trim().split("\n").map((l) => JSON.parse(l) as { path: string; class: string; restored: boolean });
+    expect(rows.find((x) => x.path === "hard")).toMatchObject({ class: "unsafe", restored: false });
+    // A control character in a name: unsafe, like every name agent-backup never writes.
+    expect(rows.find((x) => x.path === `memories/${ESC}[31mred.md`)).toMatchObject({ class: "unsafe", restored: false });
+  });
+
+  test("--diff reads crafted manifests as data: malformed entries are dropped, names escaped, nothing trusted", () => {
+    const a = "acme-2026-01-01T00:00:06";
+    const b = "acme-2026-01-01T00:00:07";
+    const crafted = {
+      format: 2, archive: a, sha256: {}, paths: [],
+      stores: [
+        { path: `state${ESC}[2J.db`, tables: { messages: 5, [`x${ESC}q`]: 1, bad: "NaN", nested: { a: 1 } } },
+        { path: "../../etc/shadow", tables: { t: 1 } },
+        "junk", { path: 5, tables: {} }, { path: "state.db", tables: "no" },
+      ],
+    };
+    importCrafted(a, [{ name: ".agent-backup", type: "dir" }, { name: ".agent-backup/manifest.json", data: JSON.stringify(crafted) }, { name: "SOUL.md", data: "a" }]);
+    importCrafted(b, [{ name: ".agent-backup", type: "dir" }, { name: ".agent-backup/manifest.json", data: "{{{ not json" }, { name: "SOUL.md", data: "b" },
+      { name: "lnk", type: "symlink", link: "/etc" }]);
+    const r = runScript("agent-restore", [...drill(), "--diff", a, b], box.clientEnv);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).not.toContain(ESC);
+    expect(r.stdout).toMatch(/^ {4}~ SOUL\.md$/m);
+    expect(r.stdout).toContain(String.raw`  "state\u001b[2J.db": messages 5 -> -; "x\u001bq" 1 -> -`);
+    expect(r.stdout).toMatch(/\.\.\/\.\.\/etc\/shadow: t 1 -> -/);
+    expect(r.stdout).toMatch(/the manifest of the to archive is unusable: "not a JSON object"/);
+    expect(r.stdout).toMatch(/the to archive holds 1 unsafe members/);
+    const j = runScript("agent-restore", [...drill(), "--diff", a, b, "--json"], box.clientEnv);
+    expect(j.status, j.stderr).toBe(0);
+    const d = JSON.parse(j.stdout);
+    expect(d.stores.map((s: { path: string }) => s.path).sort()).toEqual(["../../etc/shadow", `state${ESC}[2J.db`]);
+    expect(Object.keys(d.stores.find((s: { path: string }) => s.path !== "../../etc/shadow").tables).sort()).toEqual(["messages", `x${ESC}q`]);
+    expect(d.classes.precious?.added ?? []).not.toContain("lnk");
+    expect(listing(outside)).toBe(outsideListing);
+  });
+});
+
+describe("rename-at, which puts restored paths in place", () => {
+  test("a folder on the way that is a symlink (the agent swapped it in) stops the rename: nothing lands outside", () => {
+    const dir = tempDir();
+    fs.mkdirSync(path.join(dir, "stage", "memories"), { recursive: true });
+    fs.writeFileSync(path.join(dir, "stage", "memories", "MEMORY.md"), "restored\n");
+    fs.mkdirSync(path.join(dir, "home"));
+    fs.symlinkSync(outside, path.join(dir, "home", "memories"));
+    const r = spawnSync("bash", ["-c", 'exec {s}<"$1/stage" {h}<"$1/home"; "$2" "$s" memories/MEMORY.md "$h" memories/MEMORY.md noreplace', "bash", dir,
+      path.join(scriptsDir, "lib", "rename-at")], { encoding: "utf8" });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/a folder on the way: Not a directory/);
+    expect(fs.existsSync(path.join(dir, "stage", "memories", "MEMORY.md"))).toBe(true);
+    expect(listing(outside)).toBe(outsideListing);
+    // The same rename without the link goes through.
+    fs.unlinkSync(path.join(dir, "home", "memories"));
+    fs.mkdirSync(path.join(dir, "home", "memories"));
+    const ok = spawnSync("bash", ["-c", 'exec {s}<"$1/stage" {h}<"$1/home"; "$2" "$s" memories/MEMORY.md "$h" memories/MEMORY.md noreplace', "bash", dir,
+      path.join(scriptsDir, "lib", "rename-at")], { encoding: "utf8" });
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(fs.readFileSync(path.join(dir, "home", "memories", "MEMORY.md"), "utf8")).toBe("restored\n");
   });
 });

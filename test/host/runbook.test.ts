@@ -1,19 +1,26 @@
 // docs/RESTORE.md is run, not just read: its `bash runbook:*` blocks are extracted and executed as
 // written against a loopback storage box holding real agent-backup archives: the restore on a
 // healthy repository, the rollback after a host deleted its archives, and the key import after it
-// changed the passphrase, each followed by the restore. The `bash operator` blocks (cloud, person)
-// are checked for syntax, and every option given to one of our scripts must be in its --help.
-import { spawnSync } from "node:child_process";
+// changed the passphrase, each followed by the restore; and the everyday restores (a diff, a file
+// list, a memory file and a profile put back into a running agent, its store left beside it) on a
+// second tenant's host. The `bash operator` blocks (cloud, person) are checked for syntax, and every
+// option given to one of our scripts must be in its --help.
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { recoveryDocument } from "../../components/control-vault";
-import { cleanupTemp, makeAgentHome, tempDir } from "../lib/agent-home";
+import { agentUser, cleanupTemp, makeAgentHome, runAsAgent, sql, tempDir } from "../lib/agent-home";
 import { archiveNames, lastTransaction, runScript, treeDigest, writeMaintainConfig } from "../lib/maintain-fixtures";
 import { repoRoot, scriptsDir, startStorageBox, type StorageBox } from "../lib/storage-box";
 
 const runbookFile = path.join(repoRoot, "docs", "RESTORE.md");
 const tenant = "acme";
+/** Names the everyday section's variables block declares (its values come from the test). */
+const declaredIn = (tag: string) =>
+  blocks()
+    .filter((b) => b.tag === tag)
+    .flatMap((b) => [...b.code.matchAll(/^([A-Z_]+)=/gm)].map((m) => m[1]));
 
 interface Block {
   tag: string;
@@ -63,7 +70,7 @@ function precious(dir: string): Record<string, string> {
 }
 
 beforeAll(async () => {
-  box = await startStorageBox({ tenants: [tenant] });
+  box = await startStorageBox({ tenants: [tenant, "everyday"] });
   work = tempDir("ab-runbook-");
   borgBase = path.join(work, "borg");
   home = makeAgentHome(path.join(work, "home"), { sessions: 10 }).home;
@@ -200,4 +207,69 @@ describe("docs/RESTORE.md", () => {
     expect(r.out).toMatch(/key restored for repository/);
     expect(precious(path.join(work, "restored-3"))).toEqual(precious(home));
   });
+
+  test("the everyday blocks: a diff, a file list, a memory file and a profile back into the running agent, its store beside it", async () => {
+    const everydayHome = makeAgentHome(path.join(work, "everyday-home"), { sessions: 10, profiles: 1 }).home;
+    const config = box.writeConfig("everyday", { agentHome: everydayHome });
+    const backup = (args: string[] = []) => {
+      const r = runScript("agent-backup", ["--config", config, ...args], box.clientEnv);
+      if (r.status !== 0) throw new Error(`agent-backup failed: ${r.stderr}`);
+    };
+    backup(["--init"]);
+    backup();
+    const before = archiveNames(box, "everyday")[0]!;
+    const read = (p: string) => fs.readFileSync(path.join(everydayHome, p), "utf8");
+    const memoryBefore = read("memories/MEMORY.md");
+    const profileBefore = read("profiles/profile1/memories/MEMORY.md");
+    const rowsBefore = Number(sql(path.join(everydayHome, "state.db"), "SELECT count(*) FROM messages"));
+    // A day: the memories drift, the agent writes messages; the next night's backup.
+    expect(runAsAgent("sh", ["-c", 'echo "- a wrong fact" >>"$1/memories/MEMORY.md"; echo "- drift" >>"$1/profiles/profile1/memories/MEMORY.md"', "sh", everydayHome]).status).toBe(0);
+    const w = runAsAgent("sqlite3", [path.join(everydayHome, "state.db"), "INSERT INTO messages (session_id, role, content, timestamp) SELECT session_id, role, content, timestamp FROM messages LIMIT 7"]);
+    expect(w.status, w.stderr).toBe(0);
+    await new Promise((r) => setTimeout(r, 1100)); // archive names have a one-second resolution
+    backup();
+    const latest = archiveNames(box, "everyday").filter((a) => a !== before)[0]!;
+
+    // The running agent: a process of the agent's user with state.db open.
+    const u = agentUser();
+    const db = path.join(everydayHome, "state.db");
+    const agent = spawn("python3", ["-c", "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1])\nc.execute('SELECT 1 FROM sqlite_schema').fetchall()\ntime.sleep(300)", db], { uid: u.uid, gid: u.gid, stdio: "ignore" });
+    const exited = new Promise<void>((r) => agent.once("exit", () => r()));
+    try {
+      const holds = () => fs.readdirSync(`/proc/${agent.pid}/fd`).some((fd) => { try { return fs.readlinkSync(`/proc/${agent.pid}/fd/${fd}`) === db; } catch { return false; } });
+      for (let i = 0; i < 200 && agent.exitCode === null && !holds(); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(holds()).toBe(true);
+      const inode = fs.statSync(db).ino;
+      const everyday = { CONFIG: config, BEFORE: before, PROFILE: "profile1", SCRATCH: path.join(work, "everyday-scratch") };
+      expect(declaredIn("runbook:everyday-vars").sort()).toEqual(Object.keys(everyday).sort());
+      const r = runBlocks(["runbook:everyday"], everyday);
+      expect(r.status, r.out).toBe(0);
+      expect(r.stdout).toContain(`From ${before} to ${latest}:`);
+      expect(r.stdout).toMatch(/^ {4}~ memories\/MEMORY\.md$/m);
+      expect(r.stdout).toMatch(new RegExp(`^ {2}state\\.db: .*messages ${rowsBefore} -> ${rowsBefore + 7} \\(\\+7\\)`, "m"));
+      expect(r.stdout).toMatch(/^f +\d+ {2}precious {2}memories\/MEMORY\.md$/m);
+      expect(r.stdout).toMatch(/^-- a wrong fact$/m); // diff -u: the live file has the line the restored one lacks
+      // Back in the live home, as the agent's: the memory file and the profile of that night.
+      expect(read("memories/MEMORY.md")).toBe(memoryBefore);
+      expect(read("profiles/profile1/memories/MEMORY.md")).toBe(profileBefore);
+      expect(fs.statSync(path.join(everydayHome, "memories/MEMORY.md")).uid).toBe(u.uid);
+      // The store the agent holds was not replaced; the restored copy is beside it.
+      expect(fs.statSync(db).ino).toBe(inode);
+      expect(Number(sql(db, "SELECT count(*) FROM messages"))).toBe(rowsBefore + 7);
+      expect(r.stdout).toContain(`mv -- state.db.restored-${before} state.db`);
+
+      // The swap the page shows, once the agent is stopped: the restored store is the live one.
+      process.kill(agent.pid!, "SIGTERM");
+      await exited;
+      const swap = blocks().find((b) => b.tag === "operator" && b.code.includes("state.db.restored-"))!;
+      const noAgent = swap.code.split("\n").filter((l) => !l.startsWith("hermes ")).join("\n");
+      const s = spawnSync("bash", ["-euo", "pipefail", "-c", noAgent], { env: { ...process.env, ...everyday, AGENT_HOME: everydayHome }, encoding: "utf8" });
+      expect(s.status, s.stderr).toBe(0);
+      expect(sql(db, "PRAGMA integrity_check")).toBe("ok");
+      expect(Number(sql(db, "SELECT count(*) FROM messages"))).toBe(rowsBefore);
+      expect(fs.existsSync(`${db}.before-restore`)).toBe(true);
+    } finally {
+      if (agent.exitCode === null && agent.signalCode === null) process.kill(agent.pid!, "SIGTERM");
+    }
+  }, 600_000);
 });
