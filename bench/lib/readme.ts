@@ -189,6 +189,13 @@ export function renderReadme(): string {
     "- The local drill with the real agent (`npx tsx bench/local-drill-agent.ts`, results in",
     "  `bench/results/local-drill-agent.json`): `npm run drill:local` with one tenant and the real agent",
     "  (hermes-agent 0.19.0 from the cached wheelhouse) next to `--agent standin`, caches warm, alternating pairs.",
+    "- Everyday restores (`npx tsx bench/partial-restore.ts [--runs N]`, results in `bench/results/partial-restore.json`):",
+    "  from the default-scale home's archive, agent-restore of one memory file, one profile, both in one command,",
+    "  and the whole home (verified), each into a fresh folder, order rotated per run; medians and ratios to the whole.",
+    "- The fleet ledger (`npx tsx bench/fleet-ledger.ts [--tenants N] [--runs N]`, results in `bench/results/fleet-ledger.json`):",
+    "  `npm run fleet`'s reading, validation and aggregation for 500 tenants on 5 simulated boxes with a year of history",
+    "  each, fresh Node process per run; `--scan` (root, sshd, borg): `agent-maintain --observe` per tenant on two",
+    "  loopback boxes with 1 and 3 connections per box, side by side.",
     "",
   ];
   if (ours.length === 0) L.push("No results recorded yet.", "");

@@ -30,7 +30,8 @@ const drillKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nZHJpbGwta2V5LWZvci10aGUtZ
 const drillPassphrase = "drill-passphrase-9b1e77";
 const report = drillReportSchema.parse({
   tenant: "acme", archive: "acme-2026-11-24T03:17:00", archiveAgeSeconds: 60, bytes: 10, backupSeconds: 1, restoreSeconds: 2,
-  checks: [{ name: "restore", ok: true, detail: "ok" }], healthy: true, startedAt: "2026-11-24T04:00:00Z", finishedAt: "2026-11-24T04:01:00Z",
+  checks: [{ name: "restore", ok: true, detail: "ok" }], healthy: true, agent: { name: "hermes-agent", version: "0.19.0" },
+  startedAt: "2026-11-24T04:00:00Z", finishedAt: "2026-11-24T04:01:00Z",
 });
 
 let prod: MockRun<unknown>;
@@ -42,7 +43,7 @@ beforeAll(async () => {
   });
   drill = await runMocked(() => {
     const outputs = drillResources(loadDrillConfig(), { sourceDir: scriptsDir, archiveDir, createdAt: new Date("2026-11-25T10:00:00Z") });
-    return valueOf(outputs.report).then(() => outputs);
+    return valueOf(outputs.reports).then(() => outputs);
   }, {
     stack: "drill",
     config: {

@@ -15,8 +15,8 @@ const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDTa5sUAF6DO77KL8r2sspbOziv
 
 function config(extraRules: unknown): RawProdConfig {
   return {
-    storage: { location: "fsn1", boxType: "bx21", snapshots: { hour: 2, minute: 30, keep: 14 } },
-    tenants: [{ name: "acme", host: { address: "acme.example.com", user: "ubuntu", provider: "aws", agentHome: "/home/hermes/.hermes", hostKey }, extraRules }],
+    storage: { boxes: [{ name: "main", location: "fsn1", boxType: "bx21", snapshots: { hour: 2, minute: 30, keep: 14 } }] },
+    tenants: [{ name: "acme", box: "main", host: { address: "acme.example.com", user: "ubuntu", provider: "aws", agentHome: "/home/hermes/.hermes", hostKey }, extraRules }],
     vault: { replicaRegion: "eu-west-1" },
     hostPrivateKeys: { acme: privateKey },
     awsRegion: "eu-central-1",
