@@ -120,6 +120,7 @@ beforeAll(async () => {
     REPO_DIR: t.repoPath,
     TRUSTED_TX: String(lastTransaction(t.repoPath)),
     BOX_MAIN: "u123456@u123456.your-storagebox.de",
+    REPO_PATH: `tenants/${tenant}/g1/borg`,
     PATH: `${scriptsDir}:${process.env.PATH}`,
   };
 }, 900_000);
