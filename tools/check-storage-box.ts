@@ -22,7 +22,8 @@ must be initialised), prints one line per check, and exits 0 only when nothing s
 --stored-password and --box-stored-password: the sub-account's and the main account's password as
 the Pulumi state holds them; each must no longer log in. --admin-key: the main account's key; the
 snapshot directory (default /home/.zfs/snapshot) must list snapshots, the newest holding the
-tenant's repository at --snapshot-repo-path (default tenants/<tenant>/borg).`;
+tenant's repository at --snapshot-repo-path (required with --admin-key: the tenant's repoPath
+stack output, tenants/<tenant>/g<generation>/borg).`;
 
 export interface CheckOptions {
   tenant: string;
@@ -109,8 +110,10 @@ export function parseCheckArgs(argv: string[]): CheckOptions {
   }
   const snapshotDir = values["snapshot-dir"] ?? "/home/.zfs/snapshot";
   if (!matchesPattern("abs_path", snapshotDir)) problems.push(`--snapshot-dir: refusing ${JSON.stringify(snapshotDir)}`);
-  const snapshotRepoPath = values["snapshot-repo-path"] ?? `tenants/${tenant}/borg`;
-  if (!matchesPattern("rel_path", snapshotRepoPath) || snapshotRepoPath.split("/").includes("..")) problems.push(`--snapshot-repo-path: refusing ${JSON.stringify(snapshotRepoPath)}`);
+  // No default: the path holds the repository's generation, which only the stack knows.
+  const snapshotRepoPath = values["snapshot-repo-path"] ?? "";
+  if (values["admin-key"] !== undefined && snapshotRepoPath === "") problems.push(`--admin-key needs --snapshot-repo-path (the tenant's repoPath stack output, tenants/<tenant>/g<generation>/borg)`);
+  if (snapshotRepoPath !== "" && (!matchesPattern("rel_path", snapshotRepoPath) || snapshotRepoPath.split("/").includes(".."))) problems.push(`--snapshot-repo-path: refusing ${JSON.stringify(snapshotRepoPath)}`);
   const opts: CheckOptions = {
     tenant,
     repo,

@@ -226,6 +226,13 @@ describe("check-storage-box against the loopback storage box", () => {
     expect(r.stderr).toContain("--repo: refusing");
     expect(r.lines).toEqual([]);
   });
+
+  test("--admin-key without --snapshot-repo-path: refused, since only the stack knows the generation", () => {
+    const r = check(args({ "box-account": "u1@127.0.0.1", "admin-key": "/nonexistent/admin" }));
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("--admin-key needs --snapshot-repo-path");
+    expect(r.lines).toEqual([]);
+  });
 });
 
 describe("the tenant-repo authorized_keys writer over real SFTP", () => {
