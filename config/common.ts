@@ -21,7 +21,7 @@ export function patterned(name: PatternName, what: string): z.ZodString {
 export const portSchema = z.number().int().min(1).max(65535);
 
 /** An AWS region name such as eu-central-1. */
-export const awsRegionPattern = /^[a-z]{2}(-[a-z]+)+-[0-9]$/;
+export const awsRegionPattern = valuePatterns.aws_region;
 
 // --- systemd OnCalendar (the subset the backup timer needs) --------------------------------------
 

@@ -17,7 +17,9 @@ export type PatternName =
   | "url"
   | "uint"
   | "on_calendar"
-  | "rules_glob";
+  | "rules_glob"
+  | "aws_region"
+  | "secret_id";
 
 /** Classes an operator can give a path of one tenant's home (scripts/backup-set.rules), in the order they are read. */
 export const extraRuleClasses = ["dangerous", "runtime", "dead", "precious"] as const;
