@@ -13,9 +13,9 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { cleanupTemp, makeAgentHome, tempDir } from "../lib/agent-home";
 import { runScript } from "../lib/maintain-fixtures";
 import { fakeAws, freezeRepository, startFakeApi, startHostSsh, writeRecovery, type FakeApi, type HostSsh } from "../lib/rekey-offboard-fixtures";
+import { blocks, codeOf, runbookFile } from "../lib/runbook-blocks";
 import { repoRoot, scriptsDir, startStorageBox, type StorageBox } from "../lib/storage-box";
 
-const runbookFile = path.join(repoRoot, "docs", "RESTORE.md");
 const tenant = "acme";
 const nextGen = "acme-g2";
 const boxId = 777;
@@ -23,25 +23,6 @@ const token = randomBytes(32).toString("hex");
 const regions = { primary: "eu-central-1", replica: "eu-west-1" };
 const vaultSecret = `agent-backups/${tenant}/recovery`;
 
-interface Block {
-  tag: string;
-  code: string;
-  line: number;
-}
-
-function blocks(): Block[] {
-  const text = fs.readFileSync(runbookFile, "utf8");
-  const out: Block[] = [];
-  for (const m of text.matchAll(/^```bash ([a-z:-]+)\n([\s\S]*?)^```$/gm)) {
-    out.push({ tag: m[1]!, code: m[2]!, line: text.slice(0, m.index).split("\n").length });
-  }
-  return out;
-}
-const codeOf = (tag: string) =>
-  blocks()
-    .filter((b) => b.tag === tag)
-    .map((b) => `# RESTORE.md line ${b.line}\n${b.code}`)
-    .join("\n");
 
 let box: StorageBox;
 let host: HostSsh;

@@ -12,9 +12,9 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { recoveryDocument } from "../../components/control-vault";
 import { agentUser, cleanupTemp, makeAgentHome, runAsAgent, sql, tempDir } from "../lib/agent-home";
 import { archiveNames, lastTransaction, runScript, treeDigest, writeMaintainConfig } from "../lib/maintain-fixtures";
+import { blocks, codeOf } from "../lib/runbook-blocks";
 import { repoRoot, scriptsDir, startStorageBox, type StorageBox } from "../lib/storage-box";
 
-const runbookFile = path.join(repoRoot, "docs", "RESTORE.md");
 const tenant = "acme";
 /** Names the everyday section's variables block declares (its values come from the test). */
 const declaredIn = (tag: string) =>
@@ -22,25 +22,6 @@ const declaredIn = (tag: string) =>
     .filter((b) => b.tag === tag)
     .flatMap((b) => [...b.code.matchAll(/^([A-Z_]+)=/gm)].map((m) => m[1]));
 
-interface Block {
-  tag: string;
-  code: string;
-  line: number;
-}
-
-function blocks(): Block[] {
-  const text = fs.readFileSync(runbookFile, "utf8");
-  const out: Block[] = [];
-  for (const m of text.matchAll(/^```bash ([a-z:-]+)\n([\s\S]*?)^```$/gm)) {
-    out.push({ tag: m[1]!, code: m[2]!, line: text.slice(0, m.index).split("\n").length });
-  }
-  return out;
-}
-const codeOf = (tag: string) =>
-  blocks()
-    .filter((b) => b.tag === tag)
-    .map((b) => `# RESTORE.md line ${b.line}\n${b.code}`)
-    .join("\n");
 
 let box: StorageBox;
 let work: string;

@@ -9,32 +9,7 @@ import * as net from "node:net";
 import * as path from "node:path";
 import { recoveryDocument } from "../../components/control-vault";
 import { renderKeyLine } from "../../components/key-roles";
-import type { StorageBox } from "./storage-box";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = net.connect({ host: "127.0.0.1", port });
-    sock.once("connect", () => {
-      sock.destroy();
-      resolve(true);
-    });
-    sock.once("error", () => resolve(false));
-  });
-}
+import { canConnect, freePort, sleep, type StorageBox } from "./storage-box";
 
 export interface HostSsh {
   port: number;

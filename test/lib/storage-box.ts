@@ -70,7 +70,8 @@ export interface StorageBox {
   stop(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
+/** A TCP port on loopback that nothing listens on (at the time of asking). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once("error", reject);
@@ -82,7 +83,7 @@ function freePort(): Promise<number> {
   });
 }
 
-function canConnect(port: number): Promise<boolean> {
+export function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = net.connect({ host: "127.0.0.1", port });
     sock.once("connect", () => {
@@ -93,7 +94,7 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function requireTool(cmd: string, hint: string): void {
   const r = spawnSync("sh", ["-c", `command -v ${cmd}`]);
